@@ -1,0 +1,28 @@
+# Two entry points (see README): `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(VENV)/.hepvld-installed
+
+$(VENV)/.hepvld-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[all]"
+	touch $@
+
+demo: setup
+	$(PY) -m hepvld.demo --output demo-output
+
+test: setup
+	$(PY) -m pytest -n 2 -m "not slow" tests
+
+test-all: setup
+	$(PY) -m pytest -n 2 tests
+
+clean:
+	rm -rf $(VENV) demo-output runs .pytest_cache

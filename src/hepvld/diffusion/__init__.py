@@ -1,0 +1,1 @@
+"""hepvld.diffusion"""
