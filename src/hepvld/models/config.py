@@ -1,0 +1,140 @@
+"""Model configuration: one frozen dataclass for the whole VLD family."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["ModelConfig", "PRESETS", "VARIANTS", "model_config"]
+
+#: The paper's VLD variants, as (conditional VAE encoder, conditional VAE decoder).
+VARIANTS: dict[str, tuple[bool, bool]] = {
+    "vld": (False, False),
+    "uc-vld": (True, False),
+    "c-vld": (True, True),
+}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a latent variational diffusion model.
+
+    Defaults are the paper's (Shmakov et al. 2023, appendix B); ``PRESETS["small"]``
+    fits a CPU demo.
+    """
+
+    variant: Literal["vld", "uc-vld", "c-vld"] = field(
+        default="vld",
+        metadata={"help": "VLD: unconditional VAE; UC-VLD: conditional encoder; C-VLD: both"},
+    )
+    dim: int = field(default=96, metadata={"help": "hidden size of every network"})
+    latent_dim: int = field(default=96, metadata={"help": "VAE latent size D (may exceed 55)"})
+    heads: int = field(default=4, metadata={"help": "attention heads of the detector encoder"})
+    expansion: int = field(default=2, metadata={"help": "feed-forward expansion factor k"})
+    encoder_layers: int = field(default=8, metadata={"help": "detector transformer layers"})
+    vae_encoder_blocks: int = field(default=6, metadata={"help": "gated blocks of the VAE encoder"})
+    vae_decoder_blocks: int = field(default=6, metadata={"help": "gated blocks of the VAE decoder"})
+    denoiser_blocks: int = field(default=10, metadata={"help": "gated blocks of the denoiser"})
+    time_embedding_dim: int = field(default=32, metadata={"help": "sinusoidal time encoding size"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout in every block"})
+    consistency_weight: float = field(
+        default=0.1, metadata={"help": "lambda_C of the |M^2 - (E^2 - p^2)| loss"}
+    )
+    consistency_scale: float = field(
+        default=100.0,
+        metadata={"help": "GeV unit in which the consistency loss is computed (|...|/scale^2)"},
+    )
+    gamma_min: float = field(default=-13.3, metadata={"help": "initial gamma(0) (log SNR = -gamma)"})
+    gamma_max: float = field(default=5.0, metadata={"help": "initial gamma(1)"})
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"ModelConfig.variant={self.variant!r}; choose from {sorted(VARIANTS)}")
+        for name in (
+            "dim",
+            "latent_dim",
+            "heads",
+            "expansion",
+            "encoder_layers",
+            "vae_encoder_blocks",
+            "vae_decoder_blocks",
+            "denoiser_blocks",
+            "time_embedding_dim",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.dim % self.heads:
+            raise ValueError(
+                f"ModelConfig.dim={self.dim} must be divisible by heads={self.heads}"
+            )
+        if self.time_embedding_dim % 2:
+            raise ValueError(
+                f"ModelConfig.time_embedding_dim={self.time_embedding_dim} must be even"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout={self.dropout} must be in [0, 1)")
+        if self.consistency_weight < 0:
+            raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
+        if self.consistency_scale <= 0:
+            raise ValueError(f"ModelConfig.consistency_scale={self.consistency_scale} <= 0")
+        if not self.gamma_min < self.gamma_max:
+            raise ValueError(
+                f"ModelConfig.gamma_min={self.gamma_min} must be < gamma_max={self.gamma_max}"
+            )
+
+    @property
+    def conditional_encoder(self) -> bool:
+        """Whether the VAE encoder sees the detector condition."""
+        return VARIANTS[self.variant][0]
+
+    @property
+    def conditional_decoder(self) -> bool:
+        """Whether the VAE decoder sees the detector condition."""
+        return VARIANTS[self.variant][1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+#: Named presets: ``paper`` (the defaults) and ``small`` (CPU demo, seconds per epoch).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "small": {
+        "dim": 64,
+        "latent_dim": 64,
+        "heads": 4,
+        "encoder_layers": 3,
+        "vae_encoder_blocks": 2,
+        "vae_decoder_blocks": 2,
+        "denoiser_blocks": 4,
+    },
+    "tiny": {
+        "dim": 16,
+        "latent_dim": 8,
+        "heads": 2,
+        "encoder_layers": 1,
+        "vae_encoder_blocks": 1,
+        "vae_decoder_blocks": 1,
+        "denoiser_blocks": 1,
+        "time_embedding_dim": 8,
+    },
+}
+
+
+def model_config(preset: str = "paper", **overrides: Any) -> ModelConfig:
+    """A :class:`ModelConfig` from a named preset plus keyword overrides."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[preset], **overrides})
