@@ -115,7 +115,7 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
     meta = ckpt.meta["extra"] if "extra" in ckpt.meta else ckpt.meta
     target_pre = TargetPreprocessor.from_state_dict(meta["target_preprocessor"])
     detector_pre = DetectorPreprocessor.from_state_dict(meta["detector_preprocessor"])
-    shift, scale = target_pre.affine()
+    shift, scale = target_pre.mean, target_pre.scale
     model = build_model(
         meta["model"],
         ModelConfig.from_dict(meta["model_config"]),
@@ -218,7 +218,8 @@ def unfold(
                  n_fail, len(mask), cutflow)
     selected = events[mask]
     det = detector_tensors(selected, max_jets=um.max_jets)
-    objects, obj_mask, glob = um.detector_preprocessor.transform(det.objects, det.mask, det.globals)
+    obj_mask = det.mask
+    objects, glob = um.detector_preprocessor.transform(det.objects, det.mask, det.globals)
     if "event" in ak.fields(selected):
         numbers = ak.to_numpy(selected["event"]).astype(np.uint64)
     else:

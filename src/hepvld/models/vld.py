@@ -33,7 +33,10 @@ from torch import Tensor, nn
 from hepvld.diffusion import (
     LearnedSchedule,
     continuous_diffusion_loss,
+    diffuse,
     get_sampler,
+    latent_kl,
+    prior_kl,
     sample_times,
 )
 from hepvld.models.config import ModelConfig
@@ -125,6 +128,7 @@ class VLD(nn.Module):
             dropout=c.dropout,
         )
         self.schedule = LearnedSchedule(gamma_min=c.gamma_min, gamma_max=c.gamma_max)
+        self._log_std_offset = 0.5 * c.gamma_min
         has_affine = target_shift is not None and target_scale is not None
         self.register_buffer(
             "target_shift",
@@ -158,7 +162,9 @@ class VLD(nn.Module):
         inputs = torch.cat([x, z_y], -1) if self.config.conditional_encoder else x
         mean, log_std = self.vae_encoder(inputs).chunk(2, dim=-1)
         mean = math.sqrt(mean.shape[-1]) * nn.functional.normalize(mean, dim=-1)
-        return mean, log_std.clamp(-10.0, 5.0)
+        # Offset so that an initial encoder's spread matches p(z_x | z_0), whose log std
+        # is gamma(0)/2: otherwise the vae term starts at ~1e7 and swamps the others.
+        return mean, (log_std + self._log_std_offset).clamp(-15.0, 5.0)
 
     def decode(self, z_x: Tensor, z_y: Tensor) -> Tensor:
         """Deterministic VAE decoder: ``z_x (B, D)`` -> preprocessed targets ``(B, X)``."""
@@ -207,22 +213,12 @@ class VLD(nn.Module):
         diffusion = continuous_diffusion_loss(
             lambda z_t, t_: self.eps(z_t, t_, z_y), self.schedule, z_x, t, noise
         )
-        one = torch.ones(x.shape[0], device=x.device, dtype=x.dtype)
-        alpha_1, sigma_1 = self.schedule.alpha_sigma(one)
-        alpha_1, sigma_1 = alpha_1[:, None], sigma_1[:, None]
-        prior = 0.5 * (sigma_1**2 + (alpha_1 * z_x) ** 2 - 1.0 - 2.0 * torch.log(sigma_1)).sum(-1)
+        prior = prior_kl(z_x, self.schedule)
 
-        # VAE posterior against the diffusion's p(z_x | z_0).
-        alpha_0, sigma_0 = self.schedule.alpha_sigma(torch.zeros_like(one))
-        alpha_0, sigma_0 = alpha_0[:, None], sigma_0[:, None]
-        z_0 = alpha_0 * z_x + sigma_0 * randn(z_x.shape)
-        p_mean, p_log_std = z_0 / alpha_0, torch.log(sigma_0 / alpha_0)
-        vae = (
-            p_log_std
-            - log_std
-            + (torch.exp(2 * log_std) + (mean - p_mean) ** 2) / (2 * torch.exp(2 * p_log_std))
-            - 0.5
-        ).sum(-1)
+        # VAE posterior against the diffusion's p(z_x | z_0), z_0 = alpha_0 z_x + sigma_0 eps_0.
+        gamma_0 = self.schedule.gamma(torch.zeros((), device=x.device, dtype=x.dtype))
+        z_0 = diffuse(z_x, gamma_0, randn(z_x.shape))
+        vae = latent_kl(mean, log_std, z_0, self.schedule)
 
         # Reconstruction (Gaussian likelihood up to a constant) and physics consistency.
         x_hat = self.decode(z_x, z_y)

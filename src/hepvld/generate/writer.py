@@ -1,0 +1,176 @@
+"""Append events to a NanoAOD-flavoured ROOT TTree (docs/schema.md) with uproot.
+
+The tree is created with :meth:`uproot.WritableDirectory.mktree` and filled with
+``extend``, so it is a TTree (``f[name] = ...`` would write an RNTuple). Each
+``extend`` adds one basket per branch; a file closed after any number of chunks is
+complete and readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import uproot
+
+__all__ = [
+    "COLLECTIONS",
+    "PROVENANCE_KEY",
+    "SCALAR_BRANCHES",
+    "TREE_NAME",
+    "EventWriter",
+    "parse_compression",
+]
+
+TREE_NAME = "Events"
+#: Key of the JSON provenance string (settings, seed, cut-flow) written on close.
+PROVENANCE_KEY = "hepvld_provenance"
+
+_F4, _I4 = np.dtype(np.float32), np.dtype(np.int32)
+
+#: Event-level branches and their dtypes.
+SCALAR_BRANCHES: dict[str, np.dtype] = {
+    "run": np.dtype(np.uint32),
+    "luminosityBlock": np.dtype(np.uint32),
+    "event": np.dtype(np.uint64),
+    "genWeight": _F4,
+    "MET_pt": _F4,
+    "MET_phi": _F4,
+    "GenMET_pt": _F4,
+    "GenMET_phi": _F4,
+}
+_P4 = {"pt": _F4, "eta": _F4, "phi": _F4, "mass": _F4}
+#: Jagged collections (counter ``nX``, branches ``X_field``) and their field dtypes.
+COLLECTIONS: dict[str, dict[str, np.dtype]] = {
+    "Jet": {
+        **_P4,
+        "hadronFlavour": _I4,
+        "partonFlavour": _I4,
+        "btagged": np.dtype(np.bool_),
+        "genJetIdx": _I4,
+    },
+    "Electron": {**_P4, "charge": _I4, "pdgId": _I4, "pfRelIso03_all": _F4},
+    "Muon": {**_P4, "charge": _I4, "pdgId": _I4, "pfRelIso04_all": _F4},
+    "GenPart": {
+        **_P4,
+        "pdgId": _I4,
+        "status": _I4,
+        "statusFlags": _I4,
+        "genPartIdxMother": _I4,
+    },
+    "GenJet": {**_P4, "hadronFlavour": _I4},
+    "GenDressedLepton": {**_P4, "pdgId": _I4},
+}
+
+_ALGORITHMS = {"zstd": uproot.ZSTD, "lz4": uproot.LZ4, "zlib": uproot.ZLIB, "lzma": uproot.LZMA}
+
+
+def parse_compression(spec: str | None) -> uproot.compression.Compression | None:
+    """``"zstd:5"``, ``"lz4"``, ``"zlib:1"``, ``"lzma:9"`` or ``"none"`` -> uproot compression.
+
+    The level defaults to 5 (zstd), 1 (lz4, zlib) or 9 (lzma).
+    """
+    if spec is None or spec.lower() in ("none", "0", ""):
+        return None
+    name, _, level = spec.lower().partition(":")
+    if name not in _ALGORITHMS:
+        raise ValueError(
+            f"unknown compression {name!r}; choose from {sorted(_ALGORITHMS)} or 'none'"
+        )
+    default = {"zstd": 5, "lz4": 1, "zlib": 1, "lzma": 9}[name]
+    try:
+        return _ALGORITHMS[name](int(level) if level else default)
+    except ValueError as exc:
+        raise ValueError(f"bad compression level in {spec!r}: {exc}") from None
+
+
+def _branch_types() -> dict[str, Any]:
+    types: dict[str, Any] = dict(SCALAR_BRANCHES)
+    for name, fields in COLLECTIONS.items():
+        record = ", ".join(f"{field}: {np.dtype(dtype).name}" for field, dtype in fields.items())
+        types[name] = ak.types.from_datashape(f"var * {{{record}}}", highlevel=False)
+    return types
+
+
+def _conform(name: str, value: Any) -> Any:
+    """Cast one chunk's branch to the schema dtype (raises on missing/extra fields)."""
+    if name in SCALAR_BRANCHES:
+        return np.asarray(value, dtype=SCALAR_BRANCHES[name])
+    fields = COLLECTIONS[name]
+    value = ak.Array(value)
+    if set(value.fields) != set(fields):
+        raise ValueError(
+            f"{name}: fields {sorted(value.fields)} differ from the schema {sorted(fields)}"
+        )
+    return ak.zip(
+        {field: ak.values_astype(value[field], dtype) for field, dtype in fields.items()},
+        depth_limit=2,
+    )
+
+
+class EventWriter:
+    """Context manager that appends chunks of events to ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file (overwritten).
+    compression : str or None
+        See :func:`parse_compression`.
+    provenance : mapping, optional
+        JSON-serialisable run description; stored (with the final event count and the
+        ``complete`` flag) as a string under :data:`PROVENANCE_KEY` when closing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        compression: str | None = "zstd:5",
+        provenance: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.provenance: dict[str, Any] = dict(provenance or {})
+        self.n_written = 0
+        self._file = uproot.recreate(self.path, compression=parse_compression(compression))
+        self._tree = self._file.mktree(TREE_NAME, _branch_types(), title=TREE_NAME)
+
+    def write(self, branches: Mapping[str, Any]) -> None:
+        """Append one chunk; ``branches`` must hold every schema branch."""
+        expected = set(SCALAR_BRANCHES) | set(COLLECTIONS)
+        if set(branches) != expected:
+            raise ValueError(
+                f"branches differ from the schema: missing {sorted(expected - set(branches))}, "
+                f"unexpected {sorted(set(branches) - expected)}"
+            )
+        data = {name: _conform(name, value) for name, value in branches.items()}
+        n = len(data["event"])
+        if n == 0:
+            return
+        self._tree.extend(data)
+        self.n_written += n
+
+    def close(self, *, complete: bool = True) -> None:
+        """Write the provenance string and close the file (idempotent)."""
+        if self._file.closed:
+            return
+        info = {**self.provenance, "events_written": self.n_written, "complete": complete}
+        self._file[PROVENANCE_KEY] = json.dumps(info, sort_keys=True)
+        self._file.close()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close(complete=exc_type is None)

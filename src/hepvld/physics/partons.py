@@ -1,0 +1,304 @@
+"""Hard-process partons of semi-leptonic tt̄ from a GenPart-like collection.
+
+The decay chain is found by identity (``pdgId``) and mother links, never by position, so
+that it works on hepvld files (10 hard-process entries), CMS NanoAOD (whole shower
+history, several copies of t and W) and Delphes ``Particle`` records:
+
+* a particle's *first copy* is found by following mothers with the same ``pdgId``;
+  its *parent* is the first copy of the mother of its first copy;
+* candidates are particles flagged ``isHardProcess`` (``statusFlags`` bit 7) that are
+  first copies when ``statusFlags`` is present and used, otherwise all first copies;
+* W = |pdgId| 24 whose parent is a top; b = |pdgId| 5 whose parent is a top; W daughters =
+  candidates whose parent is such a W;
+* an event is *semi-leptonic (e/μ)* when it has 2 such W, 2 such b, 4 W daughters of
+  which exactly one charged e/μ, one ν_e/ν_μ (same W) and two quarks, and no τ / ν_τ.
+
+Leaves use the hard-process (first-copy) momenta. ``b_lep`` is the b whose parent top
+also decays to the leptonic W; ``q1`` is the higher-pT quark of the hadronic W and ``q2``
+the other. ``W``, ``t`` and ``tt̄`` are sums of the leaves (:data:`DERIVED`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import awkward as ak
+import numpy as np
+import vector
+
+from hepvld.io.errors import MissingBranchError, TruthError
+from hepvld.physics.constants import COMPONENTS, DECAY_PRODUCTS, DERIVED, PARTONS, TARGET_DIM
+from hepvld.physics.kinematics import p4_components, p4_ptetaphim
+
+__all__ = [
+    "DecayChain",
+    "DECAY_CATEGORIES",
+    "IS_HARD_PROCESS_BIT",
+    "decay_chain",
+    "parton_momenta",
+    "parton_targets",
+    "targets_to_momenta",
+    "momenta_to_targets",
+]
+
+vector.register_awkward()
+log = logging.getLogger(__name__)
+
+#: NanoAOD ``GenPart_statusFlags`` bit of ``isHardProcess``.
+IS_HARD_PROCESS_BIT: int = 7
+
+#: Category codes of :attr:`DecayChain.category` (0 is the only valid one).
+DECAY_CATEGORIES: tuple[str, ...] = (
+    "semileptonic (e/mu)",
+    "incomplete chain (not 2 t->Wb with 4 W daughters)",
+    "tau in a W decay",
+    "dileptonic",
+    "all-hadronic",
+    "inconsistent W daughters",
+)
+
+
+@dataclass(frozen=True)
+class DecayChain:
+    """Per-event result of the decay-chain search.
+
+    Attributes
+    ----------
+    valid
+        ``(B,)`` bool, semi-leptonic (e/μ) tt̄ chain found.
+    category
+        ``(B,)`` int8 index into :data:`DECAY_CATEGORIES`.
+    leaves
+        Leaf name (:data:`DECAY_PRODUCTS`) -> ``(B, 4)`` float64 ``(pt, eta, phi, mass)``;
+        rows of invalid events are NaN.
+    """
+
+    valid: np.ndarray
+    category: np.ndarray
+    leaves: dict[str, np.ndarray]
+
+    def summary(self) -> dict[str, int]:
+        """Number of events per category name."""
+        counts = np.bincount(self.category, minlength=len(DECAY_CATEGORIES))
+        return {name: int(c) for name, c in zip(DECAY_CATEGORIES, counts) if c}
+
+
+def _flat(a: Any, dtype: Any) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(a, axis=None)), dtype=dtype)
+
+
+def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayChain:
+    """Find the semi-leptonic tt̄ hard-process chain in ``events.GenPart`` (vectorised).
+
+    Parameters
+    ----------
+    events
+        ``B`` events with a ``GenPart`` collection (``pt, eta, phi, mass, pdgId,
+        genPartIdxMother``, optional ``statusFlags``).
+    use_status_flags
+        Restrict candidates to ``isHardProcess`` particles. ``None``: when ``statusFlags``
+        is present and some particle has the bit set.
+
+    Returns
+    -------
+    DecayChain
+    """
+    if "GenPart" not in ak.fields(events):
+        raise MissingBranchError("events have no GenPart collection: truth is unavailable",
+                                 ["GenPart"])
+    gp = events.GenPart
+    B = len(gp)
+    counts = np.asarray(ak.to_numpy(ak.num(gp, axis=1)), dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    evt = np.repeat(np.arange(B), counts)
+    n = int(offsets[-1])
+    pdg = _flat(gp.pdgId, np.int64)
+    apdg = np.abs(pdg)
+    mloc = _flat(gp.genPartIdxMother, np.int64)
+    ok = (mloc >= 0) & (mloc < counts[evt])
+    mom = np.where(ok, mloc + offsets[evt], -1)
+    idx = np.arange(n)
+
+    # first copy by pointer jumping along same-pdgId mothers (log2(chain length) steps)
+    same = (mom >= 0) & (pdg[np.maximum(mom, 0)] == pdg) if n else np.zeros(0, bool)
+    fc = np.where(same, mom, idx)
+    while n:
+        nxt = fc[fc]
+        if np.array_equal(nxt, fc):
+            break
+        fc = nxt
+    mfc = mom[fc] if n else mom
+    parent = np.where(mfc >= 0, fc[np.maximum(mfc, 0)], -1) if n else mom
+
+    cand = fc == idx
+    fields = ak.fields(gp)
+    if "statusFlags" in fields and n:
+        hard = (_flat(gp.statusFlags, np.int64) >> IS_HARD_PROCESS_BIT) & 1 == 1
+        if use_status_flags is None:
+            use_status_flags = bool(hard.any())
+        if use_status_flags:
+            cand &= hard
+    elif use_status_flags:
+        raise TruthError("use_status_flags=True but GenPart has no statusFlags")
+
+    papdg = np.where(parent >= 0, apdg[np.maximum(parent, 0)], 0)
+    is_w = cand & (apdg == 24) & (papdg == 6)
+    is_b = cand & (apdg == 5) & (papdg == 6)
+    is_wd = cand & (parent >= 0) & is_w[np.maximum(parent, 0)] if n else cand
+    is_lep = is_wd & ((apdg == 11) | (apdg == 13))
+    is_nu = is_wd & ((apdg == 12) | (apdg == 14))
+    is_tau = is_wd & ((apdg == 15) | (apdg == 16))
+    is_q = is_wd & (apdg >= 1) & (apdg <= 5)
+
+    def count(m: np.ndarray) -> np.ndarray:
+        return np.bincount(evt[m], minlength=B)
+
+    n_w, n_b, n_wd = count(is_w), count(is_b), count(is_wd)
+    n_lep, n_nu, n_tau, n_q = count(is_lep), count(is_nu), count(is_tau), count(is_q)
+
+    def one(m: np.ndarray) -> np.ndarray:
+        out = np.full(B, -1, dtype=np.int64)
+        sel = np.flatnonzero(m)
+        out[evt[sel]] = sel
+        return out
+
+    lep, nu = one(is_lep), one(is_nu)
+    w_lep = np.where(lep >= 0, parent[np.maximum(lep, 0)] if n else -1, -1)
+    w_nu = np.where(nu >= 0, parent[np.maximum(nu, 0)] if n else -1, -1)
+    t_lep = np.where(w_lep >= 0, parent[np.maximum(w_lep, 0)] if n else -1, -1)
+    b_lep = one(is_b & (parent == t_lep[evt]))
+    b_had = one(is_b & (parent != t_lep[evt]))
+    # quarks of the hadronic W ordered by pT within each event
+    pt = _flat(gp.pt, np.float64)
+    q_sel = np.flatnonzero(is_q & (parent != w_lep[evt]))
+    order = q_sel[np.lexsort((-pt[q_sel], evt[q_sel]))]
+    first_of_event = np.ones(order.size, dtype=bool)
+    first_of_event[1:] = evt[order[1:]] != evt[order[:-1]]
+    q1 = np.full(B, -1, dtype=np.int64)
+    q2 = np.full(B, -1, dtype=np.int64)
+    q2[evt[order[~first_of_event]]] = order[~first_of_event]
+    q1[evt[order[first_of_event]]] = order[first_of_event]
+    n_q_had = count(is_q & (parent != w_lep[evt]))
+
+    complete = (n_w == 2) & (n_b == 2) & (n_wd == 4)
+    semilep = (n_lep == 1) & (n_nu == 1) & (n_q == 2) & (n_tau == 0)
+    consistent = (w_lep == w_nu) & (n_q_had == 2) & (b_lep >= 0) & (b_had >= 0)
+    valid = complete & semilep & consistent
+    category = np.full(B, 5, dtype=np.int8)
+    category[valid] = 0
+    category[~valid & (n_lep + n_nu == 4)] = 3
+    category[~valid & (n_q == 4)] = 4
+    category[~valid & (n_tau > 0)] = 2
+    category[~complete] = 1
+
+    kin = np.stack([pt, _flat(gp.eta, np.float64), _flat(gp.phi, np.float64),
+                    _flat(gp.mass, np.float64)], axis=-1) if n else np.zeros((0, 4))
+    leaves = {}
+    for name, ix in zip(DECAY_PRODUCTS, (b_lep, nu, lep, b_had, q1, q2)):
+        rows = np.full((B, 4), np.nan)
+        good = valid & (ix >= 0)
+        rows[good] = kin[ix[good]]
+        leaves[name] = rows
+    return DecayChain(valid=valid, category=category, leaves=leaves)
+
+
+def _report(chain: DecayChain, on_invalid: str) -> None:
+    bad = int((~chain.valid).sum())
+    if not bad:
+        return
+    detail = ", ".join(f"{k}: {v}" for k, v in chain.summary().items() if k != DECAY_CATEGORIES[0])
+    msg = (f"{bad} of {len(chain.valid)} events have no semi-leptonic (e/mu) tt̄ chain in "
+           f"GenPart ({detail})")
+    if on_invalid == "raise":
+        raise TruthError(msg + "; remove them with hepvld.features.select(events, "
+                         "require_truth=True) or pass on_invalid='nan'")
+    log.warning("%s; their targets are NaN", msg)
+
+
+def parton_momenta(
+    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise"
+) -> dict[str, vector.MomentumNumpy4D]:
+    """Four-momenta of the 11 partons (:data:`PARTONS`), each of shape ``(B,)``.
+
+    Composite particles are sums of leaves (:data:`DERIVED`), computed in float64.
+    """
+    chain = decay_chain(events)
+    _report(chain, on_invalid)
+    p4 = {name: p4_ptetaphim(*chain.leaves[name].T) for name in DECAY_PRODUCTS}
+    for name, parts in DERIVED.items():
+        total = p4[parts[0]]
+        for part in parts[1:]:
+            total = total + p4[part]
+        p4[name] = total
+    return {name: p4[name] for name in PARTONS}
+
+
+def parton_targets(
+    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise"
+) -> np.ndarray:
+    """The paper's 55-dim parton-level target.
+
+    Parameters
+    ----------
+    events
+        ``B`` events with a ``GenPart`` collection.
+    on_invalid
+        Events without a semi-leptonic (e/μ) chain: ``"raise"`` a :class:`TruthError`
+        naming the count per category, or ``"nan"`` (log a warning, NaN rows).
+
+    Returns
+    -------
+    np.ndarray
+        ``(B, 55)`` float32, ``PARTONS × COMPONENTS`` with flat index
+        ``5 * particle + component`` and components ``(M, log E, px, py, pz)``.
+    """
+    p4 = parton_momenta(events, on_invalid=on_invalid)
+    B = len(p4[PARTONS[0]])
+    out = np.empty((B, len(PARTONS), len(COMPONENTS)), dtype=np.float64)
+    for i, name in enumerate(PARTONS):
+        out[:, i] = p4_components(p4[name])
+    return out.reshape(B, TARGET_DIM).astype(np.float32)
+
+
+def targets_to_momenta(x: np.ndarray, *, on_shell: bool = True) -> ak.Array:
+    """55-vectors -> records with one ``Momentum4D`` field per parton name.
+
+    Parameters
+    ----------
+    x
+        ``(..., 55)`` targets in physical units, e.g. ``(B, 55)`` or ``(B, S, 55)``.
+    on_shell
+        See :func:`hepvld.physics.kinematics.components_to_p4`: ``True`` keeps ``M`` and
+        recomputes ``E``; ``False`` uses ``E = exp(log E)``.
+
+    Returns
+    -------
+    ak.Array
+        Length ``x.shape[0]``; each field has the remaining leading shape (``(B,)`` or
+        ``(B, S)`` regular lists) with coordinates ``px, py, pz`` and ``mass`` or ``E``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[-1] != TARGET_DIM or x.ndim < 2:
+        raise ValueError(f"expected shape (..., {TARGET_DIM}) with a batch axis, got {x.shape}")
+    parts = x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS))
+    fields = {}
+    for i, name in enumerate(PARTONS):
+        c = parts[..., i, :]
+        coords = {"px": c[..., 2], "py": c[..., 3], "pz": c[..., 4]}
+        coords["mass" if on_shell else "E"] = c[..., 0] if on_shell else np.exp(c[..., 1])
+        fields[name] = ak.zip({k: ak.from_numpy(v) for k, v in coords.items()},
+                              with_name="Momentum4D")
+    return ak.zip(fields, depth_limit=1)
+
+
+def momenta_to_targets(momenta: ak.Array) -> np.ndarray:
+    """Inverse of :func:`targets_to_momenta`: records of ``Momentum4D`` -> ``(..., 55)``."""
+    cols = []
+    for name in PARTONS:
+        p = momenta[name]
+        for comp in (p.mass, np.log(p.E), p.px, p.py, p.pz):
+            cols.append(np.asarray(ak.to_numpy(comp), dtype=np.float64))
+    return np.stack(cols, axis=-1)
+

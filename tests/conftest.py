@@ -1,0 +1,24 @@
+"""Shared fixtures of the hepvld test suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_root_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated file: ~300 selected events, seed 1, MPI off (a few seconds).
+
+    Session-scoped: generated once per test process (each pytest-xdist worker makes
+    its own copy). Skips the requesting test when the ``generate`` extra (pythia8mc,
+    fastjet) is not installed.
+    """
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from hepvld.generate import generate
+
+    path = tmp_path_factory.mktemp("generated") / "tiny.root"
+    generate(path, 300, seed=1, mpi=False, chunk_size=1000, progress=False)
+    return path
