@@ -53,9 +53,9 @@ def write_unfolded(
     if compression not in _COMPRESSION:
         raise ValueError(f"compression={compression!r}; choose from {_COMPRESSION}")
     present = ~ak.to_numpy(ak.is_none(unfolded, axis=0))
-    rows = unfolded[present]
+    rows = ak.drop_none(unfolded, axis=0)
     draws = {
-        f"{parton}_{comp}": ak.values_astype(getattr(rows[parton], comp), np.float32)
+        f"{parton}_{comp}": ak.from_regular(ak.values_astype(getattr(rows[parton], comp), np.float32), axis=1)
         for parton in PARTONS
         for comp in ("pt", "eta", "phi", "mass")
     }

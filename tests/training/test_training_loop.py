@@ -96,3 +96,20 @@ def test_single_process_gloo_group_matches_plain_run(tmp_path: Path, monkeypatch
     for key, value in plain.model.state_dict().items():
         torch.testing.assert_close(ddp.model.state_dict()[key], value, rtol=1e-6, atol=1e-7)
     assert ddp.val_metrics == pytest.approx(plain.val_metrics, rel=1e-6)
+
+
+def test_ema_decay_is_warmed_up_then_capped() -> None:
+    from hepvld.training.optim import EMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema = EMA(model, decay=0.999)
+    ema.update(model)  # first update copies
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema.update(model)  # n = 1: decay (1 + 1) / (10 + 1)
+    expected = 1.0 - 2.0 / 11.0
+    torch.testing.assert_close(ema.module.weight, torch.full((1, 1), expected))
+    ema.num_updates = 10**6
+    assert ema.current_decay == 0.999

@@ -60,7 +60,9 @@ class EMA:
     """Exponential moving average of a model's weights, kept in a frozen copy ``.module``.
 
     ``w_ema <- decay * w_ema + (1 - decay) * w`` for floating-point parameters and buffers;
-    integer buffers are copied. The first update copies the weights. ``.module`` is in
+    integer buffers are copied. The first update copies the weights, and the decay is
+    warmed up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so that a short run
+    is not averaged over its random initialisation. ``.module`` is in
     ``eval()`` mode and has ``requires_grad=False``; its ``state_dict()`` has the same keys
     as the model's, so the averaged weights load straight into a fresh model.
     """
@@ -71,6 +73,12 @@ class EMA:
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.num_updates = 0
+
+    @property
+    def current_decay(self) -> float:
+        """Decay applied by the next update (warmed up, see the class docstring)."""
+        n = self.num_updates
+        return min(self.decay, (1.0 + n) / (10.0 + n))
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
@@ -84,5 +92,5 @@ class EMA:
                 averaged.append(e)
                 current.append(m.to(e.dtype))
         if averaged:
-            torch._foreach_lerp_(averaged, current, 1.0 - self.decay)
+            torch._foreach_lerp_(averaged, current, 1.0 - self.current_decay)
         self.num_updates += 1
