@@ -22,3 +22,16 @@ def tiny_root_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("generated") / "tiny.root"
     generate(path, 300, seed=1, mpi=False, chunk_size=1000, progress=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run directory holding a ``tiny``-preset VLD trained for one epoch on
+    :func:`tiny_root_file` (about a second). Shapes and plumbing only: not a good model."""
+    from hepvld.train import main
+
+    run_dir = tmp_path_factory.mktemp("runs") / "vld"
+    main([str(tiny_root_file), "--run-dir", str(run_dir), "--preset", "tiny",
+          "--train.epochs", "1", "--train.batch-size", "64", "--train.warmup-steps", "2",
+          "--train.device", "cpu"])
+    return run_dir

@@ -167,7 +167,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "files": [str(f) for f in args.files],
         **prep,
     }
-    model = build_from_meta(meta)
+    import torch
+
+    # Same seed, same initial weights: the run is reproducible end to end. The global RNG
+    # is forked so that the caller's state is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        model = build_from_meta(meta)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s (%s preset): %.2fM parameters", args.model, args.preset, n_params / 1e6)
     result = train(model, train_data, val_data, train_cfg, args.run_dir, extra_state=meta, resume=args.resume)
