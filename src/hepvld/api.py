@@ -128,7 +128,7 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
     state = ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state
     model.load_state_dict(state)
     model.eval().to(device)
-    return UnfoldingModel(model, detector_pre, target_pre, dict(meta))
+    return UnfoldingModel(model, detector_pre, target_pre, {**meta, "step": ckpt.meta.get("step")})
 
 
 def _as_unfolding_model(model: UnfoldingModel | str | PathLike[str], device: str | None) -> UnfoldingModel:

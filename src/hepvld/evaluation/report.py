@@ -104,7 +104,10 @@ def _geo_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _std(r: np.ndarray) -> np.ndarray:
-    return np.std(r, axis=0, ddof=1) if r.shape[0] > 1 else np.full(r.shape[1:], np.nan)
+    if r.shape[0] < 2:
+        return np.full(r.shape[1:], np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.nanstd(r, axis=0, ddof=1) if np.isnan(r).any() else np.std(r, axis=0, ddof=1)
 
 
 def _pair(v: Any, e: Any) -> tuple[float, float]:
@@ -145,7 +148,10 @@ def _per_event(
     e_m, e_r = mean_reps(es)
     re_m, re_r = mean_reps(ref["es"])
     with np.errstate(divide="ignore", invalid="ignore"):
-        skill, skill_r = c_m / rc_m, c_r / rc_r
+        # A component whose truth is constant (tt̄ px, py at hard-process level) has a
+        # zero reference CRPS: its skill is undefined (NaN) and left out of the means.
+        skill = np.where(rc_m > 0, c_m / rc_m, np.nan)
+        skill_r = np.where(rc_r > 0, c_r / rc_r, np.nan)
         es_skill, es_skill_r = e_m / re_m, e_r / re_r
     geo, geo_r = _geo_mean(skill), _geo_mean(skill_r, axis=1)
     res, _ = resolution(draws, truth, w)
@@ -252,7 +258,7 @@ def _per_event_tables(per: Mapping[str, _PerEvent], ref_label: str, ref: dict[st
             _pair(p.es[0][0], p.es[1][0]),
             _pair(p.es_skill[0][0], p.es_skill[1][0]),
             _pair(*p.skill_geo),
-            f"{int((p.skill[0] < 1).sum())}/{TARGET_DIM}",
+            f"{int((p.skill[0] < 1).sum())}/{int(np.isfinite(p.skill[0]).sum())}",
             p.width_skill_geo,
         ])
     tables["per_event_summary"] = Table(
@@ -550,8 +556,9 @@ def write_report(
         p = per[name]
         summary.append(
             f"{name}: per-event CRPS skill vs the no-information reference = {format_value(*p.skill_geo)} "
-            f"(model/reference, geometric mean over 55 components: {_skill_words(p.skill_geo[0])}; "
-            f"better in {int((p.skill[0] < 1).sum())}/55 components); "
+            f"(model/reference, geometric mean over the {int(np.isfinite(p.skill[0]).sum())} components "
+            f"with a non-constant truth: {_skill_words(p.skill_geo[0])}; "
+            f"better in {int((p.skill[0] < 1).sum())} of them); "
             f"energy-score skill {format_value(p.es_skill[0][0], p.es_skill[1][0])}."
         )
         verdict, info = _calibration_verdict(cov[name], rh[name])
