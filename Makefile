@@ -18,11 +18,13 @@ $(VENV)/.hepvld-installed: pyproject.toml
 demo: setup
 	$(PY) -m hepvld.demo --output demo-output
 
+# One BLAS thread per pytest worker: two workers already fill the two cores, and
+# multi-threaded OpenBLAS is much slower on the thin matrices of the tests.
 test: setup
-	$(PY) -m pytest -n 2 -m "not slow" tests
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow" tests
 
 test-all: setup
-	$(PY) -m pytest -n 2 tests
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache
