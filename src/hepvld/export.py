@@ -1,0 +1,294 @@
+"""``torch.export`` of the unfolding network, for ``coffea.ml_tools.torch_wrapper`` users.
+
+TorchScript is deprecated in torch 2.13; :func:`export_sampler` produces a
+``torch.export.ExportedProgram`` of the detector encoder + the sampler loop (fixed
+sampler and number of steps, unrolled) + the VAE decoder, optionally with the
+preprocessing folded in:
+
+.. code-block:: python
+
+    ep = export_sampler(hepvld.load("run"), sampler="dpmpp2m", steps=20,
+                        path="vld.pt2")               # saved with its settings
+    draws = ep.module()(objects, mask, globals, noise)   # (B, S, 55) physical
+
+Inputs are padded tensors exactly as produced by :func:`hepvld.features.detector_tensors`
+(``objects (B, N, F)`` float32, ``mask (B, N)`` bool, ``globals (B, G)`` float32, physical
+units when ``physical=True``) plus the explicit initial noise ``noise (B, S, D)``
+(:func:`hepvld.api.event_noise` gives the per-event reproducible one). The batch ``B``
+(including 0) and the number of draws ``S`` (≥ 1) are dynamic. With the same noise the
+program reproduces :meth:`hepvld.models.vld.VLD.sample` (``physical=False``) or
+:func:`hepvld.unfold` (``physical=True``, ``raw`` field) exactly.
+
+:class:`VLDTorchWrapper` (a ``coffea.ml_tools.torch_wrapper`` loading the ``.pt2`` with
+``torch.export.load`` instead of ``torch.jit.load``) is created on first access, so that
+importing this module does not import coffea.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "ExportableSampler",
+    "export_sampler",
+    "load_exported",
+    "read_metadata",
+    "VLDTorchWrapper",
+]
+
+log = logging.getLogger(__name__)
+
+_METADATA = "hepvld.json"
+
+
+class _DetectorNormalizer(nn.Module):
+    """Torch twin of :meth:`hepvld.features.DetectorPreprocessor.transform` (exportable)."""
+
+    def __init__(self, pre: Any, n_features: int, n_globals: int) -> None:
+        super().__init__()
+        log_obj = torch.zeros(n_features, dtype=torch.bool)
+        log_obj[list(pre.log_features)] = True
+        log_glob = torch.zeros(n_globals, dtype=torch.bool)
+        log_glob[list(pre.log_globals)] = True
+        f32 = torch.float32
+        self.register_buffer("obj_mean", torch.as_tensor(pre.obj_mean, dtype=f32))
+        self.register_buffer("obj_scale", torch.as_tensor(pre.obj_scale, dtype=f32))
+        self.register_buffer("glob_mean", torch.as_tensor(pre.glob_mean, dtype=f32))
+        self.register_buffer("glob_scale", torch.as_tensor(pre.glob_scale, dtype=f32))
+        self.register_buffer("log_obj", log_obj)
+        self.register_buffer("log_glob", log_glob)
+
+    def forward(self, objects: Tensor, mask: Tensor, globals: Tensor) -> tuple[Tensor, Tensor]:
+        """Physical ``objects (B, N, F)``, ``globals (B, G)`` -> preprocessed; padding = 0."""
+        keep = mask.to(torch.bool).unsqueeze(-1)
+        o = torch.where(keep, objects, torch.zeros_like(objects))
+        o = torch.where(self.log_obj, torch.log1p(o), o)
+        o = torch.where(keep, (o - self.obj_mean) / self.obj_scale, torch.zeros_like(o))
+        g = torch.where(self.log_glob, torch.log1p(globals), globals)
+        return o, (g - self.glob_mean) / self.glob_scale
+
+
+class ExportableSampler(nn.Module):
+    """``(objects, mask, globals, noise) -> draws (B, S, X)`` with a fixed sampler.
+
+    Parameters
+    ----------
+    model
+        A network following the model contract (``sample(..., noise=...)``), e.g. a
+        :class:`~hepvld.models.vld.VLD`.
+    sampler, steps
+        Sampler name and number of steps, frozen into the program.
+    detector_preprocessor, target_preprocessor
+        When both are given the module takes physical detector tensors and returns
+        physical 55-vectors; otherwise preprocessed in, preprocessed out.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sampler: str = "dpmpp2m",
+        steps: int = 20,
+        detector_preprocessor: Any = None,
+        target_preprocessor: Any = None,
+    ) -> None:
+        super().__init__()
+        from hepvld.diffusion import get_sampler
+
+        get_sampler(sampler)  # validates the name
+        self.model = model
+        self.sampler = sampler
+        self.steps = int(steps)
+        self.physical = detector_preprocessor is not None and target_preprocessor is not None
+        self.normalizer: _DetectorNormalizer | None = None
+        if self.physical:
+            n_features = int(model.detector_encoder.in_features)
+            n_globals = int(model.detector_encoder.global_features)
+            self.normalizer = _DetectorNormalizer(detector_preprocessor, n_features, n_globals)
+            self.register_buffer("target_mean", torch.as_tensor(target_preprocessor.mean, dtype=torch.float32))
+            self.register_buffer("target_scale", torch.as_tensor(target_preprocessor.scale, dtype=torch.float32))
+
+    def forward(self, objects: Tensor, mask: Tensor, globals: Tensor, noise: Tensor) -> Tensor:
+        """Posterior draws.
+
+        Parameters
+        ----------
+        objects : (B, N, F) float32
+        mask : (B, N) bool
+        globals : (B, G) float32
+        noise : (B, S, D) float32
+            Initial latent noise (``D = model.noise_dim``).
+
+        Returns
+        -------
+        Tensor (B, S, X)
+        """
+        if self.normalizer is not None:
+            objects, globals = self.normalizer(objects, mask, globals)
+        draws = self.model.sample(
+            objects, mask, globals, n_samples=noise.shape[1], sampler=self.sampler,
+            steps=self.steps, noise=noise,
+        )
+        if self.normalizer is not None:
+            draws = draws * self.target_scale + self.target_mean
+        return draws
+
+
+def export_sampler(
+    model: Any,
+    *,
+    sampler: str = "dpmpp2m",
+    steps: int = 20,
+    physical: bool = True,
+    max_jets: int | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> torch.export.ExportedProgram:
+    """``torch.export`` the encoder + sampler loop + decoder with dynamic batch and draws.
+
+    Parameters
+    ----------
+    model
+        A :class:`hepvld.api.UnfoldingModel` (from :func:`hepvld.load`) or a bare
+        network (then ``physical`` must be False and ``max_jets`` given).
+    sampler, steps
+        Frozen into the program (the loop is unrolled: program size grows with steps).
+    physical
+        Fold the detector preprocessing and the inverse target preprocessing in.
+    max_jets
+        Padded jets per event (``N = 1 + max_jets``); default the model's.
+    path
+        Also save the program there (``torch.export.save``) with the settings as the
+        extra file ``hepvld.json`` (read back by :func:`load_exported`).
+
+    Returns
+    -------
+    torch.export.ExportedProgram
+        Call ``.module()(objects, mask, globals, noise)``; batch ``B`` may be 0.
+    """
+    from hepvld.api import UnfoldingModel
+
+    if isinstance(model, UnfoldingModel):
+        net, det_pre, tgt_pre = model.model, model.detector_preprocessor, model.target_preprocessor
+        max_jets = model.max_jets if max_jets is None else max_jets
+    else:
+        net, det_pre, tgt_pre = model, None, None
+        if physical:
+            raise ValueError("physical=True needs an UnfoldingModel (with its preprocessing)")
+        if max_jets is None:
+            raise ValueError("max_jets is needed for a bare network")
+    wrapper = ExportableSampler(
+        net, sampler=sampler, steps=steps,
+        detector_preprocessor=det_pre if physical else None,
+        target_preprocessor=tgt_pre if physical else None,
+    ).eval()
+    enc = net.detector_encoder
+    device = next(net.parameters()).device
+    b, n, s = 2, 1 + int(max_jets), 2
+    example = (
+        torch.zeros(b, n, enc.in_features, device=device),
+        torch.ones(b, n, dtype=torch.bool, device=device),
+        torch.zeros(b, enc.global_features, device=device),
+        torch.zeros(b, s, net.noise_dim, device=device),
+    )
+    batch = torch.export.Dim("batch", min=0)
+    draws = torch.export.Dim("draws", min=1)
+    dynamic = {"objects": {0: batch}, "mask": {0: batch}, "globals": {0: batch},
+               "noise": {0: batch, 1: draws}}
+    with torch.no_grad():
+        program = torch.export.export(wrapper, example, dynamic_shapes=dynamic)
+    metadata = {
+        "sampler": sampler, "steps": int(steps), "physical": bool(physical),
+        "max_jets": int(max_jets), "noise_dim": int(net.noise_dim),
+        "object_features": int(enc.in_features), "global_features": int(enc.global_features),
+    }
+    log.info("exported %s sampler with %d steps (physical=%s)", sampler, steps, physical)
+    if path is not None:
+        torch.export.save(program, path, extra_files={_METADATA: json.dumps(metadata)})
+    return program
+
+
+def load_exported(path: str | os.PathLike[str]) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+    """``(program, metadata)`` of a file written by :func:`export_sampler` (``path=``)."""
+    extra = {_METADATA: ""}
+    program = torch.export.load(path, extra_files=extra)
+    return program, json.loads(extra[_METADATA] or "{}")
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Only the settings (sampler, steps, noise_dim, max_jets, ...) of a saved program."""
+    return load_exported(path)[1]
+
+
+def _make_torch_wrapper() -> type:
+    from coffea.ml_tools.torch_wrapper import torch_wrapper
+
+    class VLDTorchWrapper(torch_wrapper):
+        """``coffea.ml_tools.torch_wrapper`` for a program saved by :func:`export_sampler`.
+
+        ``wrapper(events)`` -> ``(B, S, X)`` draws for already *selected* NanoAOD-like
+        events, with the per-event reproducible noise of :func:`hepvld.api.event_noise`.
+
+        Parameters
+        ----------
+        path
+            The ``.pt2`` file (must be readable on the workers).
+        n_samples
+            Draws ``S`` per event.
+        seed
+            Noise seed (draws depend only on ``(seed, event number)``).
+        """
+
+        def __init__(self, path: str | os.PathLike[str], *, n_samples: int = 10, seed: int = 0) -> None:
+            super().__init__(os.fspath(path), expected_output_shape=None)
+            meta = read_metadata(path)
+            if not meta.get("physical", False):
+                raise ValueError("VLDTorchWrapper needs a program exported with physical=True")
+            self.n_samples, self.seed = int(n_samples), int(seed)
+            self.max_jets, self.noise_dim = int(meta["max_jets"]), int(meta["noise_dim"])
+
+        def validate_numpy_input(self, *args: np.ndarray, **kwargs: np.ndarray) -> None:
+            objects, mask, glob, noise = args
+            n = 1 + self.max_jets
+            if objects.ndim != 3 or objects.shape[1] != n or mask.shape != objects.shape[:2] \
+                    or glob.shape[0] != objects.shape[0] \
+                    or noise.shape != (objects.shape[0], self.n_samples, self.noise_dim):
+                raise ValueError(
+                    f"unexpected input shapes {[a.shape for a in args]} (N = {n}, "
+                    f"S = {self.n_samples}, D = {self.noise_dim})"
+                )
+
+        def _create_model(self) -> Any:
+            return load_exported(self.torch_jit)[0].module().to(self.device)
+
+        def prepare_awkward(self, events: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            import awkward as ak
+
+            from hepvld.api import event_noise
+            from hepvld.features import detector_tensors
+            from hepvld.io import open_events
+
+            events = open_events(events)
+            det = detector_tensors(events, max_jets=self.max_jets)
+            numbers = np.asarray(ak.to_numpy(events["event"]), dtype=np.uint64)
+            noise = event_noise(self.seed, numbers, (self.n_samples, self.noise_dim)).numpy()
+            args = (det.objects, det.mask, det.globals, noise)
+            return tuple(ak.from_numpy(np.ascontiguousarray(a)) for a in args), {}
+
+    VLDTorchWrapper.__module__ = __name__
+    VLDTorchWrapper.__qualname__ = "VLDTorchWrapper"
+    return VLDTorchWrapper
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VLDTorchWrapper":
+        cls = _make_torch_wrapper()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
