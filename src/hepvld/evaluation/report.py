@@ -30,7 +30,13 @@ from hepvld.evaluation.bootstrap import (
 from hepvld.evaluation.calibration import Coverage, RankHistogram, coverage, pit, rank_histogram
 from hepvld.evaluation.consistency import composite_masses, mass_shell_residual, regressed_masses
 from hepvld.evaluation.distances import DISTANCES
-from hepvld.evaluation.scores import crps_fair, energy_score, prior_reference, resolution
+from hepvld.evaluation.scores import (
+    constant_components,
+    crps_fair,
+    energy_score,
+    prior_reference,
+    resolution,
+)
 from hepvld.evaluation.tables import Table, format_value, paper_table1
 from hepvld.physics.constants import DERIVED, PARTONS, TARGET_DIM, target_index, target_labels
 
@@ -104,10 +110,16 @@ def _geo_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def _std(r: np.ndarray) -> np.ndarray:
+    """Standard deviation over bootstrap replicates (axis 0), ignoring NaN replicates."""
+    finite = np.isfinite(r)
+    n = finite.sum(axis=0)
     if r.shape[0] < 2:
         return np.full(r.shape[1:], np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.nanstd(r, axis=0, ddof=1) if np.isnan(r).any() else np.std(r, axis=0, ddof=1)
+    filled = np.where(finite, r, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(axis=0) / n
+        var = np.where(finite, (filled - mean) ** 2, 0.0).sum(axis=0) / (n - 1)
+    return np.where(n > 1, np.sqrt(var), np.nan)
 
 
 def _pair(v: Any, e: Any) -> tuple[float, float]:
@@ -150,13 +162,14 @@ def _per_event(
     with np.errstate(divide="ignore", invalid="ignore"):
         # A component whose truth is constant (tt̄ px, py at hard-process level) has a
         # zero reference CRPS: its skill is undefined (NaN) and left out of the means.
-        skill = np.where(rc_m > 0, c_m / rc_m, np.nan)
-        skill_r = np.where(rc_r > 0, c_r / rc_r, np.nan)
+        defined = np.isfinite(scale)
+        skill = np.where(defined & (rc_m > 0), c_m / rc_m, np.nan)
+        skill_r = np.where(defined & (rc_r > 0), c_r / rc_r, np.nan)
         es_skill, es_skill_r = e_m / re_m, e_r / re_r
     geo, geo_r = _geo_mean(skill), _geo_mean(skill_r, axis=1)
     res, _ = resolution(draws, truth, w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        wskill = _geo_mean(res.width / ref["width"])
+        wskill = _geo_mean(np.where(np.isfinite(scale), res.width / ref["width"], np.nan))
     return _PerEvent(
         crps=(c_m, _std(c_r)),
         skill=(skill, _std(skill_r)),
@@ -512,7 +525,11 @@ def write_report(
         logger.warning("no train_truth: the no-information reference is drawn from the test truth marginal")
         ref_src, ref_draws = "test truth marginal", prior_reference(truth, b, s_max, rngs[1])
     ref_label = f"reference ({ref_src})"
-    scale = truth.std(axis=0)
+    constant = constant_components(truth)
+    if constant.any():
+        logger.info("components with a constant truth, left out of per-event skills: %s",
+                    ", ".join(np.asarray(target_labels())[constant]))
+    scale = np.where(constant, np.inf, truth.std(axis=0))
     counts = bootstrap_counts(b, n_boot, rngs[2]) if n_boot > 0 else np.ones((1, b))
     groups = [np.arange(TARGET_DIM)] + [np.arange(5 * i, 5 * i + 5) for i in range(len(PARTONS))]
     ref_crps = crps_fair(ref_draws, truth)

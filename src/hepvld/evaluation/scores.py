@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "constant_components",
     "Resolution",
     "crps_fair",
     "crps_gaussian",
@@ -72,6 +73,27 @@ def crps_gaussian(mu: np.ndarray, sigma: np.ndarray, y: np.ndarray) -> np.ndarra
     return sigma * (z * (2.0 * norm.cdf(z) - 1.0) + 2.0 * norm.pdf(z) - 1.0 / math.sqrt(math.pi))
 
 
+def constant_components(truth: np.ndarray, rtol: float = 1e-4) -> np.ndarray:
+    """Components whose truth is constant up to float rounding.
+
+    A component counts as constant when its standard deviation is at most
+    ``rtol * max(|mean|, 1)`` (e.g. tt̄ px, py at hard-process level: std ~1e-5 GeV from
+    float32 rounding). Scores relative to such a component's spread are undefined.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (B, X)
+
+    Returns
+    -------
+    ndarray of bool, shape (X,)
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    if len(truth) == 0:
+        return np.zeros(truth.shape[-1], dtype=bool)
+    return truth.std(axis=0) <= rtol * np.maximum(np.abs(truth.mean(axis=0)), 1.0)
+
+
 def energy_score(
     draws: np.ndarray,
     truth: np.ndarray,
@@ -88,7 +110,8 @@ def energy_score(
     truth : ndarray, shape (B, X)
     scale : ndarray, shape (X,), optional
         Components are divided by it before taking norms; default the standard deviation
-        of ``truth`` (1 where it is 0).
+        of ``truth``. Components with a non-positive or infinite scale, and by default the
+        :func:`constant_components` of ``truth``, are left out of the norms.
     groups : list of int arrays, optional
         Component groups (e.g. the 5 components of each parton); default one group with
         all components.
@@ -106,8 +129,9 @@ def energy_score(
     if s < 2:
         raise ValueError("the fair energy score needs at least 2 draws per event")
     if scale is None:
-        scale = truth.std(axis=0)
-    scale = np.where(np.asarray(scale) > 0, scale, 1.0)
+        scale = np.where(constant_components(truth), np.inf, truth.std(axis=0))
+    scale = np.asarray(scale, dtype=np.float64)
+    scale = np.where((scale > 0) & np.isfinite(scale), scale, np.inf)  # x / inf = 0: left out
     if groups is None:
         groups = [np.arange(x)]
     member = np.zeros((x, len(groups)))
