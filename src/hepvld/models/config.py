@@ -1,4 +1,8 @@
-"""Model configuration: one frozen dataclass for the whole VLD family."""
+"""Model configuration: one frozen dataclass for every registered model.
+
+Fields shared by all families come first; a few are read by one family only (their help
+text names it: ``ldm_*`` by LDM, ``flow_*`` by CINN; ``variant`` by the VLD family).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,24 @@ class ModelConfig:
     )
     gamma_min: float = field(default=-13.3, metadata={"help": "initial gamma(0) (log SNR = -gamma)"})
     gamma_max: float = field(default=5.0, metadata={"help": "initial gamma(1)"})
+    ldm_vae_steps: int = field(
+        default=10000,
+        metadata={"help": "LDM: optimiser steps of stage 1 (VAE alone); the diffusion trains after"},
+    )
+    ldm_prior_weight: float = field(
+        default=1e-4, metadata={"help": "LDM: weight of KL(q(z|x) || N(0, I)) in stage 1"}
+    )
+    flow_blocks: int = field(
+        default=12, metadata={"help": "CINN: All-In-One blocks (coupling, global affine, permutation)"}
+    )
+    flow_subnet_blocks: int = field(
+        default=2, metadata={"help": "CINN: gated blocks of each coupling sub-network"}
+    )
+    flow_noise: float = field(
+        default=0.01,
+        metadata={"help": "CINN: std of the Gaussian noise added to the standardised targets in "
+                  "the likelihood (constant components would make it unbounded)"},
+    )
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -61,6 +83,8 @@ class ModelConfig:
             "vae_decoder_blocks",
             "denoiser_blocks",
             "time_embedding_dim",
+            "flow_blocks",
+            "flow_subnet_blocks",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -79,6 +103,11 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
         if self.consistency_scale <= 0:
             raise ValueError(f"ModelConfig.consistency_scale={self.consistency_scale} <= 0")
+        if not isinstance(self.ldm_vae_steps, int) or self.ldm_vae_steps < 0:
+            raise ValueError(f"ModelConfig.ldm_vae_steps must be a non-negative integer, got {self.ldm_vae_steps!r}")
+        for name in ("ldm_prior_weight", "flow_noise"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ModelConfig.{name}={getattr(self, name)} < 0")
         if not self.gamma_min < self.gamma_max:
             raise ValueError(
                 f"ModelConfig.gamma_min={self.gamma_min} must be < gamma_max={self.gamma_max}"
@@ -119,6 +148,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vae_encoder_blocks": 2,
         "vae_decoder_blocks": 2,
         "denoiser_blocks": 4,
+        "ldm_vae_steps": 1000,
+        "flow_blocks": 8,
+        "flow_subnet_blocks": 1,
     },
     "tiny": {
         "dim": 16,
@@ -129,6 +161,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vae_decoder_blocks": 1,
         "denoiser_blocks": 1,
         "time_embedding_dim": 8,
+        "ldm_vae_steps": 4,
+        "flow_blocks": 2,
+        "flow_subnet_blocks": 1,
     },
 }
 

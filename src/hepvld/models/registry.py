@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Protocol
 
 from torch import Tensor, nn
@@ -41,7 +42,9 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return wrap
 
 
-def _vld_factory(variant: str) -> ModelFactory:
+def _lazy_factory(module: str, cls: str, variant: str | None = None) -> ModelFactory:
+    """A factory importing ``module.cls`` on first use; ``variant`` (if given) is forced."""
+
     def factory(
         config: ModelConfig,
         object_features: int,
@@ -50,17 +53,20 @@ def _vld_factory(variant: str) -> ModelFactory:
         target_shift: Tensor | None,
         target_scale: Tensor | None,
     ) -> nn.Module:
-        from hepvld.models.vld import VLD
-
-        if config.variant != variant:
+        model_cls = getattr(importlib.import_module(module), cls)
+        if variant is not None and config.variant != variant:
             config = ModelConfig.from_dict({**config.to_dict(), "variant": variant})
-        return VLD(config, object_features, global_features, target_dim, target_shift, target_scale)
+        return model_cls(config, object_features, global_features, target_dim, target_shift, target_scale)
 
     return factory
 
 
 for _variant in VARIANTS:
-    register(_variant)(_vld_factory(_variant))
+    register(_variant)(_lazy_factory("hepvld.models.vld", "VLD", _variant))
+register("ldm")(_lazy_factory("hepvld.models.ldm", "LDM", "vld"))
+register("vdm")(_lazy_factory("hepvld.models.vdm", "VDM"))
+register("cvae")(_lazy_factory("hepvld.models.cvae", "CVAE"))
+register("cinn")(_lazy_factory("hepvld.models.cinn", "CINN"))
 
 
 def build_model(
