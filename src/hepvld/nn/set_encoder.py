@@ -158,6 +158,13 @@ class SetEncoder(nn.Module):
             SetEncoderLayer(dim, heads, expansion, dropout) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(dim)
+        # The event vector reads the event token *and* the masked mean of the object (and
+        # global) outputs: the event token alone starts out nearly constant across events
+        # (its residual stream is dominated by learned constants), and a weak gradient, as
+        # a denoiser's, then never teaches it to vary. Pooling carries every event's
+        # inputs from the first step.
+        n_read = 2 + (1 if global_features > 0 else 0)
+        self.event_projection = nn.Linear(n_read * dim, dim)
 
     def forward(
         self, objects: Tensor, mask: Tensor, globals: Tensor | None = None
@@ -176,7 +183,8 @@ class SetEncoder(nn.Module):
         Returns
         -------
         event : (B, D)
-            Output of the event token.
+            Linear read-out of the event token, the masked mean of the object outputs
+            and the global token.
         object_embeddings : (B, N, D)
             Per-object outputs, exactly zero in padded slots.
         """
@@ -196,4 +204,7 @@ class SetEncoder(nn.Module):
             x = layer(x, key_mask)
         x = self.norm(x)
         object_embeddings = x[:, n_special:].masked_fill(~mask.unsqueeze(-1), 0.0)
-        return x[:, 0], object_embeddings
+        counts = mask.sum(1, keepdim=True).clamp_min(1).to(x.dtype)
+        pooled = object_embeddings.sum(1) / counts
+        event = self.event_projection(torch.cat([x[:, :n_special].flatten(1), pooled], dim=-1))
+        return event, object_embeddings
