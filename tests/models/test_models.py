@@ -96,7 +96,8 @@ def test_gradients_reach_every_parameter(name: str) -> None:
         assert _grad_reached(model) == names, f"no gradient reaches {sorted(names - _grad_reached(model))}"
         return
     # LDM: stage 1 trains exactly the VAE, stage 2 exactly the rest.
-    vae = {n for n, _ in model.named_parameters() if n.startswith(("vae_encoder.", "vae_decoder."))}
+    vae = {n for n, _ in model.named_parameters()
+           if n.startswith(("vae_encoder.", "vae_decoder.", "decoder_log_scale"))}
     for stage, expected in ((1, vae), (2, names - vae)):
         model.zero_grad(set_to_none=True)
         model.stage_step.fill_(0 if stage == 1 else model.config.ldm_vae_steps)

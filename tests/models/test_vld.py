@@ -123,3 +123,25 @@ def test_config_validation_names_the_field() -> None:
         model_config("tiny", dim=15, heads=2)
     with pytest.raises(ValueError, match="variant"):
         model_config("tiny", variant="x-vld")
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.25, 1.0])
+def test_latent_gradient_scales_only_the_backward_pass(scale: float) -> None:
+    from hepvld.models.vld import _scale_gradient
+
+    x = torch.tensor([1.0, -2.0], requires_grad=True)
+    y = _scale_gradient(x, scale)
+    torch.testing.assert_close(y, x.detach())
+    (3.0 * y).sum().backward()
+    torch.testing.assert_close(x.grad, torch.full((2,), 3.0 * scale))
+
+
+def test_stopped_latent_gradient_leaves_the_loss_value_unchanged() -> None:
+    batch = make_batch()
+    values = []
+    for g in (1.0, 0.0):
+        torch.manual_seed(0)
+        model = build_model("vld", model_config("tiny", latent_gradient=g), object_features=F,
+                            global_features=G, target_dim=TARGET_DIM)
+        values.append(model.loss(batch, generator=torch.Generator().manual_seed(3))["loss"])
+    torch.testing.assert_close(values[0], values[1])

@@ -49,6 +49,20 @@ class ModelConfig:
         default=100.0,
         metadata={"help": "GeV unit in which the consistency loss is computed (|...|/scale^2)"},
     )
+    latent_gradient: float = field(
+        default=1.0,
+        metadata={"help": "scale of the diffusion terms' gradient into the VAE encoder: 1 = end to "
+                  "end as in the paper, 0 = stopped (the latent is shaped by reconstruction only)"},
+    )
+    learn_decoder_scale: bool = field(
+        default=True,
+        metadata={"help": "learn the per-component std of the VAE decoder's Gaussian likelihood "
+                  "(else fixed at 1/sqrt(2): plain squared error)"},
+    )
+    min_decoder_scale: float = field(
+        default=0.01,
+        metadata={"help": "floor of the learned decoder std (standardised units)"},
+    )
     gamma_min: float = field(default=-13.3, metadata={"help": "initial gamma(0) (log SNR = -gamma)"})
     gamma_max: float = field(default=5.0, metadata={"help": "initial gamma(1)"})
     ldm_vae_steps: int = field(
@@ -101,6 +115,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout={self.dropout} must be in [0, 1)")
         if self.consistency_weight < 0:
             raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
+        if not 0.0 <= self.latent_gradient <= 1.0:
+            raise ValueError(f"ModelConfig.latent_gradient={self.latent_gradient} must be in [0, 1]")
+        if not 0 < self.min_decoder_scale < 1:
+            raise ValueError(f"ModelConfig.min_decoder_scale={self.min_decoder_scale} must be in (0, 1)")
         if self.consistency_scale <= 0:
             raise ValueError(f"ModelConfig.consistency_scale={self.consistency_scale} <= 0")
         if not isinstance(self.ldm_vae_steps, int) or self.ldm_vae_steps < 0:
@@ -151,6 +169,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ldm_vae_steps": 1000,
         "flow_blocks": 8,
         "flow_subnet_blocks": 1,
+        # Short CPU runs: the latent is shaped by reconstruction only (docs/models.md).
+        "latent_gradient": 0.0,
     },
     "tiny": {
         "dim": 16,

@@ -42,7 +42,7 @@ from hepvld.physics.constants import TARGET_DIM
 __all__ = ["LDM"]
 
 #: Logged terms, in both stages (zeros for the inactive stage).
-TERMS = ("stage", "reconstruction", "consistency", "kl", "prior", "vae", "diffusion")
+TERMS = ("stage", "reconstruction", "mse", "consistency", "kl", "prior", "vae", "diffusion")
 
 
 class LDM(VLD):
@@ -104,9 +104,12 @@ class LDM(VLD):
         if stage == 1:
             mean, log_std = self.encode(x, None)
             z_x = mean + log_std.exp() * randn(mean, generator)
-            reconstruction, consistency = self.reconstruction_terms(self.decode(z_x, None), x)
+            x_hat = self.decode(z_x, None)
+            squared_error, consistency = self.reconstruction_terms(x_hat, x)
+            reconstruction = self.reconstruction_nll(x_hat, x)  # Gaussian, learned sigma_x
             kl = gaussian_kl(mean, log_std, torch.zeros_like(mean), torch.zeros_like(log_std))
-            terms.update(reconstruction=reconstruction, consistency=consistency, kl=kl)
+            terms.update(reconstruction=reconstruction, mse=squared_error / x.shape[-1],
+                         consistency=consistency, kl=kl)
             total = reconstruction + self.config.consistency_weight * consistency + self.config.ldm_prior_weight * kl
         else:
             with torch.no_grad():
