@@ -169,8 +169,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ldm_vae_steps": 1000,
         "flow_blocks": 8,
         "flow_subnet_blocks": 1,
-        # Short CPU runs: the latent is shaped by reconstruction only (docs/models.md).
-        "latent_gradient": 0.0,
     },
     "tiny": {
         "dim": 16,
