@@ -23,7 +23,7 @@ def test_mass_peaks_close_after_training(tmp_path: Path) -> None:
     from hepvld.demo import main
 
     out = tmp_path / "demo"
-    assert main(["--output", str(out), "--events", "4000", "--fast-physics", "--train-time", "480",
+    assert main(["--output", str(out), "--events", "4000", "--fast-physics", "--train-steps", "3000", "--train-time", "600",
                  "--n-samples", "16", "--steps", "20"]) == 0
     import hepvld
     from hepvld.data import split_labels

@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=4000, help="selected events to generate")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
     p.add_argument("--fast-physics", action="store_true", help="generate without MPI (4x faster)")
-    p.add_argument("--train-time", type=float, default=240.0, help="training budget in seconds")
+    p.add_argument("--train-steps", type=int, default=2000,
+                   help="optimiser steps (the cosine learning-rate decay spans them)")
+    p.add_argument("--train-time", type=float, default=300.0,
+                   help="wall-clock cap on training in seconds (stops early on a slow machine)")
     p.add_argument("--n-samples", type=int, default=32, help="posterior draws per test event")
     p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
     p.add_argument("--seed", type=int, default=1, help="seed of generation, training and sampling")
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 2. training
     if not (run_dir / "checkpoints" / "latest.json").exists():
         train_main([str(sample), "--run-dir", str(run_dir), "--preset", "small",
-                    "--train.epochs", "1000", "--train.max-time", str(args.train_time),
+                    "--train.max-steps", str(args.train_steps), "--train.max-time", str(args.train_time),
                     "--train.batch-size", "256", "--train.warmup-steps", "100",
                     "--train.val-every", "200", "--train.checkpoint-every", "200",
                     "--train.lr", "1e-3", "--train.seed", str(args.seed), "--train.device", "cpu"])
