@@ -17,21 +17,6 @@ __all__ = ["UnfoldingModel", "load", "unfold", "event_noise"]
 
 log = logging.getLogger(__name__)
 
-_MASK64 = (1 << 64) - 1
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser, vectorised over uint64."""
-    x = x.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return x
-
-
 def event_noise(seed: int, events: np.ndarray, shape: tuple[int, ...]) -> "torch.Tensor":
     """Standard-normal noise that depends only on ``(seed, event number)``.
 
@@ -52,7 +37,11 @@ def event_noise(seed: int, events: np.ndarray, shape: tuple[int, ...]) -> "torch
     """
     import torch
 
-    keys = _mix64(np.asarray(events, dtype=np.uint64) ^ _mix64(np.array([seed & _MASK64], np.uint64)))
+    from hepvld.data import splitmix64
+
+    seed_key = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    with np.errstate(over="ignore"):
+        keys = splitmix64(np.asarray(events, dtype=np.uint64) ^ seed_key)
     out = torch.empty((len(keys), *shape))
     gen = torch.Generator()
     for i, key in enumerate(keys.tolist()):

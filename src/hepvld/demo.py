@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hepvld.data import split_labels
     from hepvld.evaluation import write_report
     from hepvld.evaluation.consistency import composite_masses, regressed_masses
-    from hepvld.features import select
+    from hepvld.features import detector_tensors, select
     from hepvld.io import open_events
     from hepvld.physics import parton_targets
     from hepvld.train import SPLIT
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = write_report(out / "report", truth, {"vld": draws}, train_truth=train_truth,
                           n_boot=50, plot_formats=("png",), seed=args.seed,
                           title="hepvld demo: small VLD on generated tt̄")
-    jets = ak.to_numpy(ak.num(events.Jet[(events.Jet.pt > 25) & (abs(events.Jet.eta) < 2.5)]))
+    jets = detector_tensors(events).mask.sum(axis=1) - 1  # object 0 is the lepton
     mt, md, mr = composite_masses(truth), composite_masses(draws), regressed_masses(draws)
     lines = [
         "",
