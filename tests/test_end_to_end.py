@@ -78,7 +78,9 @@ def test_unfold_is_independent_of_chunking_and_batch_size(tiny_root_file: Path, 
     whole = ak.to_numpy(hepvld.unfold(events, batch_size=7, **kwargs).raw)
     parts = [ak.to_numpy(hepvld.unfold(events[s], batch_size=64, **kwargs).raw)
              for s in (slice(0, 13), slice(13, 30))]
-    np.testing.assert_allclose(whole, np.concatenate(parts), rtol=1e-5, atol=1e-4)
+    # Same draws up to float32 rounding: BLAS sums in a batch-size dependent order, and the
+    # sampler's 1/alpha_t at the first steps magnifies that (seen: 2e-4 relative on GeV values).
+    np.testing.assert_allclose(whole, np.concatenate(parts), rtol=1e-3, atol=1e-3)
     other_seed = ak.to_numpy(hepvld.unfold(events, batch_size=7, **{**kwargs, "seed": 12}).raw)
     assert not np.allclose(whole, other_seed)
 

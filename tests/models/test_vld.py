@@ -145,3 +145,77 @@ def test_stopped_latent_gradient_leaves_the_loss_value_unchanged() -> None:
                             global_features=G, target_dim=TARGET_DIM)
         values.append(model.loss(batch, generator=torch.Generator().manual_seed(3))["loss"])
     torch.testing.assert_close(values[0], values[1])
+
+
+@pytest.mark.parametrize("name", ["vld", "vdm"])
+def test_gaussian_eps_adds_the_exact_noise_of_standard_normal_data(name: str) -> None:
+    """With the network's output zeroed, eps_hat is sigma_t z_t, E[eps | z_t] for N(0, I) data."""
+    model = make_model(name)
+    last = model.denoiser.output
+    torch.nn.init.zeros_(last.weight)
+    torch.nn.init.zeros_(last.bias)
+    gen = torch.Generator().manual_seed(1)
+    z_t = torch.randn(B, model.noise_dim, generator=gen)
+    t = torch.rand(B, generator=gen)
+    z_y = torch.randn(B, model.condition_dim, generator=gen)
+    _, sigma = model.schedule.alpha_sigma(t)
+    torch.testing.assert_close(model.eps(z_t, t, z_y), sigma[:, None] * z_t)
+    off = build_model(name, model_config("tiny", gaussian_eps=False), object_features=F, global_features=G,
+                      target_dim=TARGET_DIM)
+    off.load_state_dict(model.state_dict())
+    torch.testing.assert_close(off.eps(z_t, t, z_y), torch.zeros_like(z_t))
+
+
+def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() -> None:
+    model = make_model("vld")
+    assert model.config.latent_norm
+    batch = make_batch()
+    model.train()
+    model.loss(batch, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean, _ = model.encode(batch["targets"], model.condition(batch["objects"], batch["mask"], batch["globals"]))
+    # the first update copies the batch statistics
+    torch.testing.assert_close(model.latent_shift, mean.mean(0))
+    torch.testing.assert_close(model.latent_scale, mean.std(0, unbiased=False), rtol=1e-4, atol=1e-6)
+    w = model.standardise(mean)
+    torch.testing.assert_close(w.mean(0), torch.zeros_like(w[0]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(w.std(0, unbiased=False), torch.ones_like(w[0]), atol=1e-3, rtol=0)
+    # later updates move the running values by the momentum; evaluation leaves them alone
+    before = model.latent_shift.clone()
+    model.loss(make_batch(seed=1), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean1, _ = model.encode(make_batch(seed=1)["targets"], None)
+    m = model.config.latent_norm_momentum
+    torch.testing.assert_close(model.latent_shift, (1 - m) * before + m * mean1.mean(0))
+    model.eval()
+    frozen = model.latent_shift.clone()
+    model.loss(make_batch(seed=2))
+    torch.testing.assert_close(model.latent_shift, frozen)
+    # sampling maps the denoised w back through the running statistics before decoding
+    noise = torch.randn(B, 1, model.noise_dim, generator=torch.Generator().manual_seed(4))
+    got = model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=1, sampler="ddim",
+                       steps=3, noise=noise)
+    with torch.no_grad():
+        z_y = model.condition(batch["objects"], batch["mask"], batch["globals"])
+        w = model.denoise(noise[:, 0], z_y, sampler="ddim", steps=3, generator=None)
+        want = model.decode(model.latent_shift + model.latent_scale * w, z_y)
+    torch.testing.assert_close(got[:, 0], want)
+
+
+def test_latent_norm_makes_the_latent_terms_blind_to_the_latent_scale() -> None:
+    """Shrinking every posterior (means and widths) by a common factor changes no latent term:
+    the diffusion loss cannot gain by squeezing the latent (the collapse of docs/models.md)."""
+    model = make_model("vld").train()
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.randn(B, model.noise_dim, generator=gen) + 3.0
+    log_std = torch.full_like(mean, -3.0)
+    eps = torch.randn(mean.shape, generator=gen)
+    z_y = torch.randn(B, model.condition_dim, generator=gen)
+    terms = []
+    for c in (1.0, 0.01):
+        shift = torch.full((model.noise_dim,), 5.0)  # any common offset as well
+        m = shift + c * mean
+        ls = log_std + torch.log(torch.tensor(c))
+        terms.append(model.latent_terms(m + ls.exp() * eps, m, ls, z_y, torch.Generator().manual_seed(1)))
+    for key in ("prior", "vae", "diffusion"):
+        torch.testing.assert_close(terms[0][key], terms[1][key], rtol=1e-3, atol=1e-3)

@@ -50,9 +50,24 @@ class ModelConfig:
         metadata={"help": "GeV unit in which the consistency loss is computed (|...|/scale^2)"},
     )
     latent_gradient: float = field(
-        default=1.0,
-        metadata={"help": "scale of the diffusion terms' gradient into the VAE encoder: 1 = end to "
-                  "end as in the paper, 0 = stopped (the latent is shaped by reconstruction only)"},
+        default=0.0,
+        metadata={"help": "scale of the diffusion terms' gradient into the VAE encoder: 0 = stopped "
+                  "(the latent is shaped by the reconstruction and VAE terms; the default, see "
+                  "docs/models.md), 1 = fully end to end as in the paper"},
+    )
+    gaussian_eps: bool = field(
+        default=True,
+        metadata={"help": "add sigma_t * z_t to the denoiser's output (the exact epsilon of N(0, I) "
+                  "data), so the network learns the correction to a Gaussian (LSGM's mixed score)"},
+    )
+    latent_norm: bool = field(
+        default=True,
+        metadata={"help": "diffuse the VAE latent standardised per dimension with batch statistics "
+                  "(running averages when sampling), so that the diffusion loss cannot shrink "
+                  "the spread of the latent across events"},
+    )
+    latent_norm_momentum: float = field(
+        default=0.01, metadata={"help": "update rate of the running latent statistics"}
     )
     learn_decoder_scale: bool = field(
         default=True,
@@ -63,7 +78,11 @@ class ModelConfig:
         default=0.01,
         metadata={"help": "floor of the learned decoder std (standardised units)"},
     )
-    gamma_min: float = field(default=-13.3, metadata={"help": "initial gamma(0) (log SNR = -gamma)"})
+    gamma_min: float = field(
+        default=-4.0,
+        metadata={"help": "initial gamma(0) (log SNR = -gamma); sets the posterior noise of the "
+                  "VAE latent, sigma_0 = sqrt(sigmoid(gamma(0)))"},
+    )
     gamma_max: float = field(default=5.0, metadata={"help": "initial gamma(1)"})
     ldm_vae_steps: int = field(
         default=10000,
@@ -117,6 +136,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
         if not 0.0 <= self.latent_gradient <= 1.0:
             raise ValueError(f"ModelConfig.latent_gradient={self.latent_gradient} must be in [0, 1]")
+        if not 0.0 < self.latent_norm_momentum <= 1.0:
+            raise ValueError(f"ModelConfig.latent_norm_momentum={self.latent_norm_momentum} must be in (0, 1]")
         if not 0 < self.min_decoder_scale < 1:
             raise ValueError(f"ModelConfig.min_decoder_scale={self.min_decoder_scale} must be in (0, 1)")
         if self.consistency_scale <= 0:

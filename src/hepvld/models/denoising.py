@@ -51,8 +51,19 @@ class DiffusionGenerator(ConditionalGenerator):
         self.schedule = LearnedSchedule(gamma_min=c.gamma_min, gamma_max=c.gamma_max)
 
     def eps(self, z_t: Tensor, t: Tensor, z_y: Tensor) -> Tensor:
-        """Noise prediction ``eps_hat (B, E)`` from ``z_t (B, E)``, ``t (B,)``, ``z_y (B, C)``."""
-        return self.denoiser(torch.cat([z_t, self.time_embedding(t), z_y], -1))
+        r"""Noise prediction ``eps_hat (B, E)`` from ``z_t (B, E)``, ``t (B,)``, ``z_y (B, C)``.
+
+        With ``config.gaussian_eps`` the network predicts the correction to
+        :math:`\sigma_t z_t`, the exact :math:`E[\epsilon | z_t]` of standard-normal data:
+        near :math:`t = 1` the answer is then (almost) the identity, which a narrow network
+        behind a LayerNorm otherwise learns poorly (measured: ε-MSE 0.35 per dimension at
+        t = 1 after 1500 steps, and sampled latents 6× too wide).
+        """
+        out = self.denoiser(torch.cat([z_t, self.time_embedding(t), z_y], -1))
+        if self.config.gaussian_eps:
+            _, sigma = self.schedule.alpha_sigma(t)
+            out = out + sigma.unsqueeze(-1) * z_t
+        return out
 
     def diffusion_terms(
         self,

@@ -116,7 +116,7 @@ class LDM(VLD):
                 mean, log_std = self.encode(x, None)
                 z_x = mean + log_std.exp() * randn(mean, generator)
             z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
-            latent = self.diffusion_terms(z_x, z_y, generator, posterior=(mean, log_std))
+            latent = self.latent_terms(z_x, mean, log_std, z_y, generator)
             terms.update(latent)
             total = latent["prior"] + latent["vae"] + latent["diffusion"]
         return self.loss_dict(total, terms, batch.get("weights"))

@@ -19,6 +19,16 @@ Loss (the paper's eq. 8, per event, weighted by the MC weight)::
 
 with ``z_0 = alpha_0 z_x + sigma_0 eps_0`` and ``p(z_x | z_0) = N(z_0 / alpha_0, (sigma_0 / alpha_0)^2)``.
 
+Three choices depart from a literal reading of the paper; each is a ``ModelConfig`` option
+with the paper's setting one flag away, and docs/models.md gives the measurements behind
+them:
+
+* ``latent_norm``: the prior, vae and diffusion terms see the latent standardised per
+  dimension across events (an affine map, under which the KL terms are invariant);
+* ``latent_gradient = 0``: the diffusion terms do not backpropagate into the VAE encoder
+  (the whole bound is still minimised, jointly; only that gradient path is cut);
+* ``gaussian_eps`` (in the denoiser) and ``gamma_min = -4`` (initial ``gamma(0)``).
+
 The detector encoder, consistency loss and ``sample`` come from
 :class:`~hepvld.models.base.ConditionalGenerator`, the schedule, denoiser, VDM terms and
 sampling path from :class:`~hepvld.models.denoising.DiffusionGenerator` (shared with LDM
@@ -98,6 +108,13 @@ class VLD(DiffusionGenerator):
         self.decoder_log_scale = nn.Parameter(
             torch.full((target_dim,), -0.5 * math.log(2.0)), requires_grad=c.learn_decoder_scale
         )
+        # Per-dimension statistics of the latent across events (``latent_norm``): the
+        # diffusion runs on w = (z_x - shift) / scale. Training uses the batch's own
+        # statistics (gradients flow through them, so shrinking the latent changes nothing
+        # the diffusion sees); sampling uses their running averages.
+        self.register_buffer("latent_shift", torch.zeros(c.latent_dim))
+        self.register_buffer("latent_scale", torch.ones(c.latent_dim))
+        self.register_buffer("latent_updates", torch.zeros((), dtype=torch.long))
 
     # ------------------------------------------------------------------ parts
     def encode(self, x: Tensor, z_y: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -116,6 +133,31 @@ class VLD(DiffusionGenerator):
         """Deterministic VAE decoder: ``z_x (B, D)`` (, ``z_y (B, C)``) -> preprocessed targets ``(B, X)``."""
         inputs = torch.cat([z_x, z_y], -1) if self.config.conditional_decoder else z_x
         return self.vae_decoder(inputs)
+
+    def latent_statistics(self, mean: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(shift, scale)``, each ``(D,)``, of the map ``w = (z_x - shift) / scale``.
+
+        Identity unless ``config.latent_norm``. In training mode with posterior means
+        ``mean (B, D)`` given: the batch mean and standard deviation (differentiable), which
+        also update the running averages; otherwise the running averages.
+        """
+        if not self.config.latent_norm:
+            return torch.zeros_like(self.latent_shift), torch.ones_like(self.latent_scale)
+        if not (self.training and mean is not None and mean.shape[0] > 1):
+            return self.latent_shift, self.latent_scale
+        shift = mean.mean(0)
+        scale = (mean.var(0, unbiased=False) + 1e-8).sqrt()
+        with torch.no_grad():
+            m = 1.0 if int(self.latent_updates) == 0 else self.config.latent_norm_momentum
+            self.latent_shift.lerp_(shift.detach(), m)
+            self.latent_scale.lerp_(scale.detach(), m)
+            self.latent_updates += 1
+        return shift, scale
+
+    def standardise(self, z_x: Tensor) -> Tensor:
+        """The diffused variable ``w (B, D)`` of latents ``z_x (B, D)`` (running statistics)."""
+        shift, scale = self.latent_statistics()
+        return (z_x - shift) / scale
 
     # ------------------------------------------------------------------ loss
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
@@ -139,10 +181,7 @@ class VLD(DiffusionGenerator):
         z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
         mean, log_std = self.encode(x, z_y)
         z_x = mean + log_std.exp() * randn(mean, generator)
-        g = self.config.latent_gradient
-        latent = self.diffusion_terms(
-            _scale_gradient(z_x, g), z_y, generator, posterior=(_scale_gradient(mean, g), log_std)
-        )
+        latent = self.latent_terms(z_x, mean, log_std, z_y, generator)
         x_hat = self.decode(z_x, z_y)
         squared_error, consistency = self.reconstruction_terms(x_hat, x)
         reconstruction = self.reconstruction_nll(x_hat, x)
@@ -159,6 +198,23 @@ class VLD(DiffusionGenerator):
             + latent["vae"] + latent["diffusion"]
         )
         return self.loss_dict(total, terms, batch.get("weights"))
+
+    def latent_terms(
+        self, z_x: Tensor, mean: Tensor, log_std: Tensor, z_y: Tensor, generator: torch.Generator | None
+    ) -> dict[str, Tensor]:
+        """``prior``, ``vae`` and ``diffusion`` terms ``(B,)`` of a posterior draw ``z_x (B, D)``.
+
+        They are computed on the standardised latent ``w = (z_x - shift) / scale`` (see
+        :meth:`latent_statistics`; KL terms are invariant under this map, so the bound is
+        that of the model ``z_x = shift + scale * w``), with the gradient into the encoder
+        scaled by ``config.latent_gradient``. ``mean, log_std (B, D)``: the VAE posterior.
+        """
+        shift, scale = self.latent_statistics(mean)
+        w, w_mean, w_log_std = (z_x - shift) / scale, (mean - shift) / scale, log_std - scale.log()
+        g = self.config.latent_gradient
+        return self.diffusion_terms(
+            _scale_gradient(w, g), z_y, generator, posterior=(_scale_gradient(w_mean, g), w_log_std)
+        )
 
     def reconstruction_nll(self, x_hat: Tensor, x: Tensor) -> Tensor:
         """``-log p(x | z_x)`` up to a constant: ``sum (x_hat - x)^2 / (2 sigma_x^2) + log sigma_x``.
@@ -180,5 +236,6 @@ class VLD(DiffusionGenerator):
         generator: torch.Generator | None,
     ) -> Tensor:
         """Latent diffusion from ``noise (M, D)`` given ``z_y (M, C)``, then decode: ``(M, X)``."""
-        z_x = self.denoise(noise, z_y, sampler=sampler, steps=steps, generator=generator)
-        return self.decode(z_x, z_y)
+        w = self.denoise(noise, z_y, sampler=sampler, steps=steps, generator=generator)
+        shift, scale = self.latent_statistics()
+        return self.decode(shift + scale * w, z_y)
