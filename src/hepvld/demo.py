@@ -35,9 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=4000, help="selected events to generate")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
     p.add_argument("--fast-physics", action="store_true", help="generate without MPI (4x faster)")
-    p.add_argument("--train-steps", type=int, default=2000,
+    p.add_argument("--train-steps", type=int, default=1500,
                    help="optimiser steps (the cosine learning-rate decay spans them)")
-    p.add_argument("--train-time", type=float, default=300.0,
+    p.add_argument("--train-time", type=float, default=420.0,
                    help="wall-clock cap on training in seconds (stops early on a slow machine)")
     p.add_argument("--n-samples", type=int, default=32, help="posterior draws per test event")
     p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
