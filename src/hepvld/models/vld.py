@@ -19,7 +19,7 @@ Loss (the paper's eq. 8, per event, weighted by the MC weight)::
 
 with ``z_0 = alpha_0 z_x + sigma_0 eps_0`` and ``p(z_x | z_0) = N(z_0 / alpha_0, (sigma_0 / alpha_0)^2)``.
 
-Three choices depart from a literal reading of the paper; each is a ``ModelConfig`` option
+Four defaults depart from a literal reading of the paper; each is a ``ModelConfig`` option
 with the paper's setting one flag away, and docs/models.md gives the measurements behind
 them:
 
