@@ -13,7 +13,8 @@ thread), then draws ``--draws`` posterior samples for up to 600 validation event
   (< 1: better than a no-information guess);
 * ``sum W1`` of one draw per event vs the truth, in physical units, beside the floor
   (as many training truths vs the same truth);
-* the medians of the regressed W_had mass and of the mass of the summed q + q' leaves;
+* the medians of the regressed W_had mass and of the mass of the summed q + q' leaves
+  (``hepvld.evaluation.consistency``; signed, negative where m² < 0);
 * for the VLD family: spread across events of ``z_y`` and of the (standardised) latent.
 """
 
@@ -29,22 +30,19 @@ import numpy as np
 import scipy.stats
 import torch
 
-# (component index in the 55-vector, label): px of ν, ℓ, b_had and W_lep
-CORRELATED = ((7, "nu_px"), (12, "lep_px"), (17, "bhad_px"), (32, "Wlep_px"))
-LEPTON = slice(10, 15)
+from hepvld.evaluation.consistency import composite_masses, regressed_masses
+from hepvld.physics import COMPONENTS, target_index
+
+#: Components whose posterior mean is correlated with the truth.
+CORRELATED = ("nu", "lep", "b_had", "W_lep")
+#: The lepton's five components, for the CRPS skill.
+LEPTON = [target_index("lep", c) for c in COMPONENTS]
 
 
 def crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-component CRPS of ``draws (n, S, X)`` against ``truth (n, X)``, averaged over events."""
     spread = np.abs(draws[:, :, None] - draws[:, None, :]).mean((1, 2))
     return (np.abs(draws - truth[:, None]).mean(1) - 0.5 * spread).mean(0)
-
-
-def summed_mass(x: np.ndarray, a: int, b: int) -> np.ndarray:
-    """Mass of the sum of partons ``a`` and ``b`` of physical 55-vectors ``x (n, 55)`` [GeV]."""
-    energy = np.exp(x[:, 5 * a + 1]) + np.exp(x[:, 5 * b + 1])
-    p2 = sum((x[:, 5 * a + k] + x[:, 5 * b + k]) ** 2 for k in (2, 3, 4))
-    return np.sqrt(np.clip(energy**2 - p2, 0.0, None))
 
 
 def main() -> None:
@@ -97,7 +95,10 @@ def main() -> None:
             extra += f", latent spread {model.standardise(mean).std(0).mean():.3f}"
     truth = va["targets"][:n]
     posterior_mean = draws.mean(1)
-    corr = " / ".join(f"{label} {np.corrcoef(posterior_mean[:, i], truth[:, i])[0, 1]:.2f}" for i, label in CORRELATED)
+    corr = " / ".join(
+        f"{name} px {np.corrcoef(posterior_mean[:, i], truth[:, i])[0, 1]:.2f}"
+        for name, i in ((name, target_index(name, "px")) for name in CORRELATED)
+    )
     prior = tr["targets"][np.random.default_rng(0).integers(0, len(tr["targets"]), (n, args.draws))]
     skill = (crps(draws[:, :, LEPTON], truth[:, LEPTON]) / crps(prior[:, :, LEPTON], truth[:, LEPTON])).mean()
     phys, true_phys, floor_phys = (tp.inverse_transform(a) for a in (draws[:, 0], truth, tr["targets"][:n]))
@@ -105,8 +106,9 @@ def main() -> None:
     floor = sum(scipy.stats.wasserstein_distance(floor_phys[:, i], true_phys[:, i]) for i in range(phys.shape[1]))
     print(f"{args.model} {overrides}: {args.steps} steps in {seconds:.0f} s, {n} validation events x {args.draws}\n"
           f"  corr {corr}\n  lepton skill {skill:.2f}, sum W1 {w1:.0f} (floor {floor:.0f})\n"
-          f"  W_had mass median: regressed {np.median(phys[:, 35]):.1f}, q+q' {np.median(summed_mass(phys, 4, 5)):.1f} "
-          f"(truth {np.median(summed_mass(true_phys, 4, 5)):.1f}) GeV\n  {extra}")
+          f"  W_had mass median: regressed {np.median(regressed_masses(phys)['W_had']):.1f}, "
+          f"q+q' {np.median(composite_masses(phys)['W_had']):.1f} "
+          f"(truth {np.median(composite_masses(true_phys)['W_had']):.1f}) GeV\n  {extra}")
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ them:
 
 * ``latent_norm``: the prior, vae and diffusion terms see the latent standardised per
   dimension across events (an affine map, under which the KL terms are invariant);
-* ``latent_gradient = 0``: the diffusion terms do not backpropagate into the VAE encoder
-  (the whole bound is still minimised, jointly; only that gradient path is cut);
+* ``latent_gradient = 0``: the latent terms do not backpropagate into the VAE encoder
+  through the posterior draw and mean (the whole bound is still minimised, jointly; only
+  that gradient path is cut). The posterior log std keeps the vae term's gradient, and
+  with ``latent_norm`` so does the batch std inside the standardised log std;
 * ``gaussian_eps`` (in the denoiser) and ``gamma_min = -4`` (initial ``gamma(0)``).
 
 The detector encoder, consistency loss and ``sample`` come from
@@ -206,8 +208,10 @@ class VLD(DiffusionGenerator):
 
         They are computed on the standardised latent ``w = (z_x - shift) / scale`` (see
         :meth:`latent_statistics`; KL terms are invariant under this map, so the bound is
-        that of the model ``z_x = shift + scale * w``), with the gradient into the encoder
-        scaled by ``config.latent_gradient``. ``mean, log_std (B, D)``: the VAE posterior.
+        that of the model ``z_x = shift + scale * w``). The gradient through ``w`` and the
+        standardised mean is scaled by ``config.latent_gradient``; the standardised log std
+        ``log_std - log(scale)`` is not scaled, so with batch statistics the vae term still
+        reaches the encoder's means through ``scale``. ``mean, log_std (B, D)``: the VAE posterior.
         """
         shift, scale = self.latent_statistics(mean)
         w, w_mean, w_log_std = (z_x - shift) / scale, (mean - shift) / scale, log_std - scale.log()
