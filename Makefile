@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all lint bench clean
 
 setup: $(VENV)/.hepvld-installed
 
@@ -20,11 +20,16 @@ demo: setup
 
 # One BLAS thread per pytest worker: two workers already fill the two cores, and
 # multi-threaded OpenBLAS is much slower on the thin matrices of the tests.
-test: setup
+test: setup lint
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow" tests
 
 test-all: setup
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
+
+# Lint and format check (ruff, configured in pyproject.toml).
+lint: setup
+	$(PY) -m ruff check src tests benchmarks analysis examples
+	$(PY) -m ruff format --check src tests benchmarks analysis examples
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache

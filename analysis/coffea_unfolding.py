@@ -26,8 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="run directory of python -m hepvld.train")
     p.add_argument("-o", "--output", default="coffea_unfolding", help="output directory")
     p.add_argument("--dataset", default="ttbar")
-    p.add_argument("--observables", nargs="+", default=None,
-                   help="built-in observables (default: hepvld.observables.DEFAULT_OBSERVABLES)")
+    p.add_argument(
+        "--observables",
+        nargs="+",
+        default=None,
+        help="built-in observables (default: hepvld.observables.DEFAULT_OBSERVABLES)",
+    )
     p.add_argument("--n-samples", type=int, default=20)
     p.add_argument("--sampler", default="dpmpp2m", choices=("ddim", "pndm", "dpmpp2m"))
     p.add_argument("--steps", type=int, default=20)
@@ -67,13 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     with warnings.catch_warnings():
         # hepvld files carry no NanoAOD cross-reference index branches (docs/schema.md)
-        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference", category=RuntimeWarning
+        )
         result = runner({args.dataset: [str(f) for f in args.files]}, proc, treename="Events")
     elapsed = time.perf_counter() - start
     out = result[args.dataset]
     n_events = out["cutflow"].total
-    log.info("processed %d events in %.1f s (%.1f events/s)\n%s", n_events, elapsed,
-             n_events / elapsed if elapsed else float("nan"), out["cutflow"])
+    log.info(
+        "processed %d events in %.1f s (%.1f events/s)\n%s",
+        n_events,
+        elapsed,
+        n_events / elapsed if elapsed else float("nan"),
+        out["cutflow"],
+    )
 
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -87,5 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     raise SystemExit(main())

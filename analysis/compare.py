@@ -39,8 +39,15 @@ from hepvld.training.checkpoint import load_checkpoint
 log = logging.getLogger("compare")
 
 #: Registered name -> label used in the tables (the paper's spelling).
-LABELS = {"vld": "VLD", "uc-vld": "UC-VLD", "c-vld": "C-VLD", "ldm": "LDM", "vdm": "VDM",
-          "cvae": "CVAE", "cinn": "CINN"}
+LABELS = {
+    "vld": "VLD",
+    "uc-vld": "UC-VLD",
+    "c-vld": "C-VLD",
+    "ldm": "LDM",
+    "vdm": "VDM",
+    "cvae": "CVAE",
+    "cinn": "CINN",
+}
 METRICS = ("wasserstein", "energy", "ks", "kl64", "kl128", "kl256")
 
 
@@ -53,12 +60,35 @@ def train_model(name: str, files: Sequence[Path], run_dir: Path, args: argparse.
         import shutil
 
         shutil.rmtree(run_dir)
-    argv = [*map(str, files), "--model", name, "--preset", args.preset, "--run-dir", str(run_dir),
-            "--train.max-steps", str(args.steps), "--train.batch-size", str(args.batch_size),
-            "--train.lr", str(args.lr), "--train.warmup-steps", str(args.warmup),
-            "--train.ema-decay", str(args.ema_decay), "--train.seed", str(args.seed),
-            "--train.checkpoint-every", str(args.steps), "--train.log-every", "100",
-            "--train.num-threads", str(args.threads), "--train.device", "cpu"]
+    argv = [
+        *map(str, files),
+        "--model",
+        name,
+        "--preset",
+        args.preset,
+        "--run-dir",
+        str(run_dir),
+        "--train.max-steps",
+        str(args.steps),
+        "--train.batch-size",
+        str(args.batch_size),
+        "--train.lr",
+        str(args.lr),
+        "--train.warmup-steps",
+        str(args.warmup),
+        "--train.ema-decay",
+        str(args.ema_decay),
+        "--train.seed",
+        str(args.seed),
+        "--train.checkpoint-every",
+        str(args.steps),
+        "--train.log-every",
+        "100",
+        "--train.num-threads",
+        str(args.threads),
+        "--train.device",
+        "cpu",
+    ]
     if name == "ldm":
         argv += ["--model.ldm-vae-steps", str(args.steps // 2)]
     t0 = time.perf_counter()
@@ -88,14 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("analysis/comparison"))
     p.add_argument("--retrain", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     import torch
 
     torch.set_num_threads(args.threads)
     tensors = load_tensors([str(f) for f in args.files], require_truth=True)
     train, _, test = split_by_event(tensors, SPLIT)
-    log.info("%d selected events: %d train, %d test (held out)", len(tensors), len(train), len(test))
+    log.info(
+        "%d selected events: %d train, %d test (held out)", len(tensors), len(train), len(test)
+    )
     events = open_events([str(f) for f in args.files])
     order = {int(e): i for i, e in enumerate(ak.to_numpy(events["event"]))}
     test_events = events[np.array([order[int(e)] for e in test.event])]
@@ -107,21 +141,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_seconds = train_model(name, args.files, run_dir, args)
         model = hepvld.load(run_dir)
         t0 = time.perf_counter()
-        out = hepvld.unfold(test_events, model=model, n_samples=args.draws, sampler=args.sampler,
-                            steps=args.sample_steps, seed=args.seed, raw=True, progress=False)
+        out = hepvld.unfold(
+            test_events,
+            model=model,
+            n_samples=args.draws,
+            sampler=args.sampler,
+            steps=args.sample_steps,
+            seed=args.seed,
+            raw=True,
+            progress=False,
+        )
         x = ak.to_numpy(out.raw).astype(np.float64)
-        cost[name] = {"train_s": train_seconds, "unfold_s": time.perf_counter() - t0,
-                      "steps": float(load_checkpoint(run_dir).meta["step"]),
-                      "params": float(sum(p.numel() for p in model.model.parameters()))}
+        cost[name] = {
+            "train_s": train_seconds,
+            "unfold_s": time.perf_counter() - t0,
+            "steps": float(load_checkpoint(run_dir).meta["step"]),
+            "params": float(sum(p.numel() for p in model.model.parameters())),
+        }
         if not np.isfinite(x).all():
             log.warning("%s: %d non-finite draws", name, int((~np.isfinite(x)).sum()))
         draws[LABELS[name]] = x
 
     report = write_report(
-        args.out, test.targets, draws, weights=test.weights, train_truth=train.targets,
+        args.out,
+        test.targets,
+        draws,
+        weights=test.weights,
+        train_truth=train.targets,
         train_features=flatten_detector(train.objects, train.mask, train.globals),
         test_features=flatten_detector(test.objects, test.mask, test.globals),
-        n_boot=args.n_boot, plot_formats=("png",), seed=args.seed,
+        n_boot=args.n_boot,
+        plot_formats=("png",),
+        seed=args.seed,
         title=f"hepvld model comparison ({len(test)} test events, {args.steps} steps each)",
     )
     write_summary(args, report, cost, n_train=len(train), n_test=len(test))
@@ -129,26 +180,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_summary(args: argparse.Namespace, report: object, cost: dict[str, dict[str, float]],
-                  *, n_train: int, n_test: int) -> None:
+def write_summary(
+    args: argparse.Namespace,
+    report: object,
+    cost: dict[str, dict[str, float]],
+    *,
+    n_train: int,
+    n_test: int,
+) -> None:
     """``summary.md``: settings, Table 1, the paper's Table 1, ranking, costs."""
     tables = report.tables  # type: ignore[attr-defined]
     lines = [
-        "# Model comparison", "",
+        "# Model comparison",
+        "",
         f"{n_train} training / {n_test} test events, preset `{args.preset}`, {args.steps} steps "
         f"of batch {args.batch_size} per model (LDM: {args.steps // 2} VAE + {args.steps - args.steps // 2} "
         f"diffusion), lr {args.lr}, EMA {args.ema_decay}, seed {args.seed}; {args.draws} draws per "
-        f"event with `{args.sampler}` at {args.sample_steps} steps.", "",
-        "## Table 1 (this run)", "", tables["table1"].to_markdown(), "",
-        "## Table 1 (paper, 1.3M events)", "", tables["paper_table1"].to_markdown(), "",
-        "## Ranking (mean rank over the six summed distances)", "",
+        f"event with `{args.sampler}` at {args.sample_steps} steps.",
+        "",
+        "## Table 1 (this run)",
+        "",
+        tables["table1"].to_markdown(),
+        "",
+        "## Table 1 (paper, 1.3M events)",
+        "",
+        tables["paper_table1"].to_markdown(),
+        "",
+        "## Ranking (mean rank over the six summed distances)",
+        "",
     ]
     ranking = rank_models(tables["table1"])
     lines += [f"{i + 1}. {label} (mean rank {r:.2f})" for i, (label, r) in enumerate(ranking)]
-    lines += ["", "## Cost (this machine, CPU)", "", "| model | parameters | train s | unfold s |",
-              "|---|---|---|---|"]
-    lines += [f"| {LABELS[n]} | {int(c['params'])} | {c['train_s']:.0f} | {c['unfold_s']:.1f} |"
-              for n, c in cost.items()]
+    lines += [
+        "",
+        "## Cost (this machine, CPU)",
+        "",
+        "| model | parameters | train s | unfold s |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {LABELS[n]} | {int(c['params'])} | {c['train_s']:.0f} | {c['unfold_s']:.1f} |"
+        for n, c in cost.items()
+    ]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
 
 

@@ -62,26 +62,49 @@ def main() -> None:
     rows = []
     for name in args.models:
         torch.manual_seed(0)  # benchmark script: deterministic initial weights
-        model = build_model(name, model_config(args.preset), object_features=N_FEATURES,
-                            global_features=N_GLOBALS, target_dim=TARGET_DIM).eval()
+        model = build_model(
+            name,
+            model_config(args.preset),
+            object_features=N_FEATURES,
+            global_features=N_GLOBALS,
+            target_dim=TARGET_DIM,
+        ).eval()
 
-        def run(steps: int) -> None:
+        def run(steps: int, model: torch.nn.Module = model) -> None:
             with torch.inference_mode():
-                model.sample(objects, mask, globals_, n_samples=args.draws, sampler=args.sampler,
-                             steps=steps, generator=torch.Generator().manual_seed(1))
+                model.sample(
+                    objects,
+                    mask,
+                    globals_,
+                    n_samples=args.draws,
+                    sampler=args.sampler,
+                    steps=steps,
+                    generator=torch.Generator().manual_seed(1),
+                )
 
         run(2)  # warm-up
         for steps in args.steps:
-            seconds = _time(lambda: run(steps), args.repeats)
-            rows.append({"model": name, "steps": steps, "seconds": seconds, "draws_per_s": n_draws / seconds})
+            seconds = _time(lambda steps=steps: run(steps), args.repeats)
+            rows.append(
+                {
+                    "model": name,
+                    "steps": steps,
+                    "seconds": seconds,
+                    "draws_per_s": n_draws / seconds,
+                }
+            )
     cinn = {r["steps"]: r["draws_per_s"] for r in rows if r["model"] == "cinn"}
-    print(f"preset {args.preset}, {args.events} events x {args.draws} draws, sampler {args.sampler}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"preset {args.preset}, {args.events} events x {args.draws} draws, sampler {args.sampler}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"{'model':>7} {'steps':>5} {'seconds':>8} {'draws/s':>10} {'CINN x':>7}")
     for r in rows:
         ratio = cinn.get(r["steps"], float("nan")) / r["draws_per_s"]
         r["cinn_speedup"] = ratio
-        print(f"{r['model']:>7} {r['steps']:>5} {r['seconds']:>8.3f} {r['draws_per_s']:>10.0f} {ratio:>7.1f}")
+        print(
+            f"{r['model']:>7} {r['steps']:>5} {r['seconds']:>8.3f} {r['draws_per_s']:>10.0f} {ratio:>7.1f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

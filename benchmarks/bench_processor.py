@@ -31,7 +31,9 @@ def _run(executor: Any, files: list[str], proc: Any, chunksize: int) -> tuple[di
     runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize)
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference", category=RuntimeWarning
+        )
         out = runner({"ttbar": files}, proc, treename="Events")
     return out, time.perf_counter() - start
 
@@ -66,32 +68,66 @@ def main() -> None:
         path = Path(tmp.name) / "bench.root"
         generate(path, args.events, seed=11, mpi=False, workers=os.cpu_count() or 1, progress=False)
         files, checkpoint = [str(path)], str(Path(tmp.name) / "run")
-        train_main([str(path), "--run-dir", checkpoint, "--preset", args.preset, "--train.epochs", "1",
-                    "--train.batch-size", "256", "--train.warmup-steps", "1"])
+        train_main(
+            [
+                str(path),
+                "--run-dir",
+                checkpoint,
+                "--preset",
+                args.preset,
+                "--train.epochs",
+                "1",
+                "--train.batch-size",
+                "256",
+                "--train.warmup-steps",
+                "1",
+            ]
+        )
 
     rows = []
 
     def report(name: str, out: dict, seconds: float) -> None:
         n = out["ttbar"]["cutflow"].total
-        row = {"executor": name, "events": n, "seconds": round(seconds, 2),
-               "events_per_s": round(n / seconds, 1),
-               "draws_per_s": round(n * args.n_samples / seconds, 1)}
+        row = {
+            "executor": name,
+            "events": n,
+            "seconds": round(seconds, 2),
+            "events_per_s": round(n / seconds, 1),
+            "draws_per_s": round(n * args.n_samples / seconds, 1),
+        }
         rows.append(row)
-        print(f"{name:<34} {n:>7d} events {seconds:>8.2f} s {row['events_per_s']:>9.1f} ev/s "  # noqa: T201
-              f"{row['draws_per_s']:>10.1f} draws/s")
+        print(
+            f"{name:<34} {n:>7d} events {seconds:>8.2f} s {row['events_per_s']:>9.1f} ev/s "
+            f"{row['draws_per_s']:>10.1f} draws/s"
+        )
 
     def make(threads: int | None) -> UnfoldingProcessor:
-        return UnfoldingProcessor(checkpoint, n_samples=args.n_samples, sampler=args.sampler,
-                                  steps=args.steps, torch_threads=threads)
+        return UnfoldingProcessor(
+            checkpoint,
+            n_samples=args.n_samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            torch_threads=threads,
+        )
 
-    print(f"n_samples={args.n_samples} sampler={args.sampler} steps={args.steps} "  # noqa: T201
-          f"chunksize={args.chunksize} preset={args.preset} cpus={os.cpu_count()}")
-    _run(processor.IterativeExecutor(status=False), files, make(None), 10**9)  # warm-up: load, imports
+    print(
+        f"n_samples={args.n_samples} sampler={args.sampler} steps={args.steps} "
+        f"chunksize={args.chunksize} preset={args.preset} cpus={os.cpu_count()}"
+    )
+    _run(
+        processor.IterativeExecutor(status=False), files, make(None), 10**9
+    )  # warm-up: load, imports
     for threads in (1, None):
-        out, t = _run(processor.IterativeExecutor(status=False), files, make(threads), args.chunksize)
+        out, t = _run(
+            processor.IterativeExecutor(status=False), files, make(threads), args.chunksize
+        )
         report(f"iterative, torch threads={threads or os.cpu_count()}", out, t)
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         executor = processor.DaskExecutor(client=client, status=False)
         out, t = _run(executor, files, make(1), args.chunksize)
         report(f"dask LocalCluster {args.workers}x1 thread", out, t)

@@ -50,18 +50,36 @@ def _fmt(pair: tuple[float, float]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", "-c", required=True, type=Path, help="run directory or checkpoint")
-    p.add_argument("--data", "-d", nargs="+", required=True, type=Path, help="ROOT file(s) with truth")
-    p.add_argument("--split", choices=("test", "all"), default="test",
-                   help="held-out test split of --data (as in training) or all its events")
-    p.add_argument("--n-events", type=int, default=500, help="held-out events used (the first ones)")
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--checkpoint", "-c", required=True, type=Path, help="run directory or checkpoint"
+    )
+    p.add_argument(
+        "--data", "-d", nargs="+", required=True, type=Path, help="ROOT file(s) with truth"
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="held-out test split of --data (as in training) or all its events",
+    )
+    p.add_argument(
+        "--n-events", type=int, default=500, help="held-out events used (the first ones)"
+    )
     p.add_argument("--max-events", type=int, default=None, help="entries of --data read")
-    p.add_argument("--n-samples", type=int, default=1, help="draws per event (the distances use the first)")
+    p.add_argument(
+        "--n-samples", type=int, default=1, help="draws per event (the distances use the first)"
+    )
     p.add_argument("--samplers", nargs="+", default=sorted(SAMPLERS), choices=sorted(SAMPLERS))
-    p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100, 1000],
-                   help="step counts; the largest is the reference of 'W1 vs ref'")
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[10, 20, 50, 100, 1000],
+        help="step counts; the largest is the reference of 'W1 vs ref'",
+    )
     p.add_argument("--batch-size", type=int, default=1024, help="events per network call")
     p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates of the errors")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and the bootstrap")
@@ -77,17 +95,30 @@ def main() -> None:
 
     model = load(args.checkpoint, device=args.device)
     fractions = tuple(model.meta.get("split", (0.8, 0.1, 0.1)))
-    data = load_evaluation_data(args.data, split=args.split, fractions=fractions, max_jets=model.max_jets,
-                                max_events=args.max_events)
+    data = load_evaluation_data(
+        args.data,
+        split=args.split,
+        fractions=fractions,
+        max_jets=model.max_jets,
+        max_events=args.max_events,
+    )
     if len(data) > args.n_events:
         data = data.subset(np.arange(len(data)) < args.n_events)
     truth, w = data.truth, data.weights
     rng = np.random.default_rng(args.seed)
     train = load_training_truth(model.meta, max_jets=model.max_jets)
-    floor_src = "training split, same size" if train is not None else "test truth halves (B/2 events)"
-    floor = _w1(truth_floor(truth, w, second=None if train is None else train[0], n_boot=args.n_boot, rng=rng))
-    print(f"checkpoint {args.checkpoint} ({model.name}); {data.description}; using {len(data)} events, "
-          f"{args.n_samples} draw(s) each; floor: {floor_src}")
+    floor_src = (
+        "training split, same size" if train is not None else "test truth halves (B/2 events)"
+    )
+    floor = _w1(
+        truth_floor(
+            truth, w, second=None if train is None else train[0], n_boot=args.n_boot, rng=rng
+        )
+    )
+    print(
+        f"checkpoint {args.checkpoint} ({model.name}); {data.description}; using {len(data)} events, "
+        f"{args.n_samples} draw(s) each; floor: {floor_src}"
+    )
 
     steps = sorted(set(args.steps))
     ref_steps = steps[-1]
@@ -97,33 +128,68 @@ def main() -> None:
         times: dict[int, float] = {}
         for k in steps:
             t0 = time.perf_counter()
-            d, ok = unfold_draws(data, model, n_samples=args.n_samples, sampler=name, steps=k,
-                                 batch_size=args.batch_size, seed=args.seed, device=args.device)
+            d, ok = unfold_draws(
+                data,
+                model,
+                n_samples=args.n_samples,
+                sampler=name,
+                steps=k,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                device=args.device,
+            )
             times[k] = time.perf_counter() - t0
             if not ok.all():
                 raise SystemExit(f"{int((~ok).sum())} events failed the model's selection")
             draws[k] = d[:, 0]
             print(f"  {name:8s} {k:5d} steps: {times[k]:7.1f} s", flush=True)
         for k in steps:
-            vs_truth = _w1(compare_samples(draws[k], truth, w, w, paired=True, n_boot=args.n_boot, rng=rng))
-            vs_ref = _w1(compare_samples(draws[k], draws[ref_steps], w, w, paired=True, n_boot=args.n_boot,
-                                         rng=rng))
+            vs_truth = _w1(
+                compare_samples(draws[k], truth, w, w, paired=True, n_boot=args.n_boot, rng=rng)
+            )
+            vs_ref = _w1(
+                compare_samples(
+                    draws[k], draws[ref_steps], w, w, paired=True, n_boot=args.n_boot, rng=rng
+                )
+            )
             n_bad = int((~np.isfinite(draws[k])).any(axis=1).sum())
-            rows.append({"sampler": name, "steps": k, "w1_truth": vs_truth[0], "w1_truth_err": vs_truth[1],
-                         "w1_ref": vs_ref[0], "w1_ref_err": vs_ref[1], "floor": floor[0],
-                         "floor_err": floor[1], "wall_s": times[k], "non_finite_events": n_bad})
+            rows.append(
+                {
+                    "sampler": name,
+                    "steps": k,
+                    "w1_truth": vs_truth[0],
+                    "w1_truth_err": vs_truth[1],
+                    "w1_ref": vs_ref[0],
+                    "w1_ref_err": vs_ref[1],
+                    "floor": floor[0],
+                    "floor_err": floor[1],
+                    "wall_s": times[k],
+                    "non_finite_events": n_bad,
+                }
+            )
 
     print()
     print(f"| sampler | steps | W1 vs truth (sum 55) | W1 vs {ref_steps} steps | wall [s] |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         vs_ref = "(reference)" if r["steps"] == ref_steps else _fmt((r["w1_ref"], r["w1_ref_err"]))
-        print(f"| {r['sampler']} | {r['steps']} | {_fmt((r['w1_truth'], r['w1_truth_err']))} | "
-              f"{vs_ref} | {r['wall_s']:.1f} |")
+        print(
+            f"| {r['sampler']} | {r['steps']} | {_fmt((r['w1_truth'], r['w1_truth_err']))} | "
+            f"{vs_ref} | {r['wall_s']:.1f} |"
+        )
     print(f"| truth floor ({floor_src}) | | {_fmt(floor)} | | |")
     if args.json:
-        args.json.write_text(json.dumps({"checkpoint": str(args.checkpoint), "events": len(data),
-                                         "floor_source": floor_src, "rows": rows}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "events": len(data),
+                    "floor_source": floor_src,
+                    "rows": rows,
+                },
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -57,15 +57,19 @@ def main() -> None:
             path = Path(tmp) / "bench.root"
             t0 = time.perf_counter()
             build_file(path, args.events)
-            print(f"built {args.events} synthetic events in {time.perf_counter() - t0:.1f} s "
-                  f"({path.stat().st_size / 1e6:.1f} MB)")
+            print(
+                f"built {args.events} synthetic events in {time.perf_counter() - t0:.1f} s "
+                f"({path.stat().st_size / 1e6:.1f} MB)"
+            )
         t_open, events = best_of(lambda: open_events(path), args.repeat)
         n = len(events)
         t_load, tensors = best_of(lambda: load_tensors(path), args.repeat)
         print(f"file: {path} ({n} events)")
         print(f"open_events : {t_open:6.2f} s  {n / t_open:10.0f} events/s")
-        print(f"load_tensors: {t_load:6.2f} s  {n / t_load:10.0f} events/s "
-              f"({len(tensors)} selected -> objects {tensors.objects.shape})")
+        print(
+            f"load_tensors: {t_load:6.2f} s  {n / t_load:10.0f} events/s "
+            f"({len(tensors)} selected -> objects {tensors.objects.shape})"
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,15 @@ def main() -> None:
     dev = torch.device(args.device)
     gen = torch.Generator(device=dev).manual_seed(0)
     cfg = model_config(args.preset)
-    model = build_model(args.model, cfg, object_features=12, global_features=2, target_dim=TARGET_DIM,
-                        target_shift=torch.zeros(TARGET_DIM), target_scale=torch.ones(TARGET_DIM) * 50).to(dev)
+    model = build_model(
+        args.model,
+        cfg,
+        object_features=12,
+        global_features=2,
+        target_dim=TARGET_DIM,
+        target_shift=torch.zeros(TARGET_DIM),
+        target_scale=torch.ones(TARGET_DIM) * 50,
+    ).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b = args.batch_size
     mask = torch.ones(b, 21, dtype=torch.bool, device=dev)
@@ -71,9 +78,13 @@ def main() -> None:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         where = "peak RSS"
-    print(f"model={args.model} preset={args.preset} params={n_params/1e6:.2f}M batch={b} "
-          f"device={args.device} threads={torch.get_num_threads()}")
-    print(f"median step {med*1e3:.0f} ms -> {b/med:.0f} events/s ({len(times)} steps); {where} {peak:.0f} MiB")
+    print(
+        f"model={args.model} preset={args.preset} params={n_params / 1e6:.2f}M batch={b} "
+        f"device={args.device} threads={torch.get_num_threads()}"
+    )
+    print(
+        f"median step {med * 1e3:.0f} ms -> {b / med:.0f} events/s ({len(times)} steps); {where} {peak:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--model", default="vld")
     parser.add_argument("--steps", type=int, default=1200)
@@ -68,13 +70,26 @@ def main() -> None:
     tp = TargetPreprocessor.from_state_dict(prep["target_preprocessor"])
     torch.manual_seed(args.seed)
     model = build_model(
-        args.model, model_config("small", **overrides), object_features=tr["objects"].shape[-1],
-        global_features=tr["globals"].shape[-1], target_dim=tr["targets"].shape[-1],
+        args.model,
+        model_config("small", **overrides),
+        object_features=tr["objects"].shape[-1],
+        global_features=tr["globals"].shape[-1],
+        target_dim=tr["targets"].shape[-1],
         target_shift=torch.tensor(tp.mean, dtype=torch.float32),
         target_scale=torch.tensor(tp.scale, dtype=torch.float32),
     )
-    config = TrainConfig(lr=1e-3, batch_size=256, warmup_steps=100, max_steps=args.steps, device="cpu",
-                         num_threads=1, val_every=500, checkpoint_every=10**9, log_every=100, seed=args.seed)
+    config = TrainConfig(
+        lr=1e-3,
+        batch_size=256,
+        warmup_steps=100,
+        max_steps=args.steps,
+        device="cpu",
+        num_threads=1,
+        val_every=500,
+        checkpoint_every=10**9,
+        log_every=100,
+        seed=args.seed,
+    )
     with tempfile.TemporaryDirectory() as run:
         t0 = time.perf_counter()
         train(model, tr, va, config, run)
@@ -86,8 +101,14 @@ def main() -> None:
     n = min(600, len(va["targets"]))
     batch = {k: torch.as_tensor(v[:n]) for k, v in va.items()}
     with torch.no_grad():
-        draws = model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=args.draws, steps=50,
-                             generator=torch.Generator().manual_seed(1)).numpy()
+        draws = model.sample(
+            batch["objects"],
+            batch["mask"],
+            batch["globals"],
+            n_samples=args.draws,
+            steps=50,
+            generator=torch.Generator().manual_seed(1),
+        ).numpy()
         z_y = model.condition(batch["objects"], batch["mask"], batch["globals"])
         extra = f"z_y spread {z_y.std(0).mean():.3f}"
         if hasattr(model, "standardise"):
@@ -100,15 +121,26 @@ def main() -> None:
         for name, i in ((name, target_index(name, "px")) for name in CORRELATED)
     )
     prior = tr["targets"][np.random.default_rng(0).integers(0, len(tr["targets"]), (n, args.draws))]
-    skill = (crps(draws[:, :, LEPTON], truth[:, LEPTON]) / crps(prior[:, :, LEPTON], truth[:, LEPTON])).mean()
-    phys, true_phys, floor_phys = (tp.inverse_transform(a) for a in (draws[:, 0], truth, tr["targets"][:n]))
-    w1 = sum(scipy.stats.wasserstein_distance(phys[:, i], true_phys[:, i]) for i in range(phys.shape[1]))
-    floor = sum(scipy.stats.wasserstein_distance(floor_phys[:, i], true_phys[:, i]) for i in range(phys.shape[1]))
-    print(f"{args.model} {overrides}: {args.steps} steps in {seconds:.0f} s, {n} validation events x {args.draws}\n"
-          f"  corr {corr}\n  lepton skill {skill:.2f}, sum W1 {w1:.0f} (floor {floor:.0f})\n"
-          f"  W_had mass median: regressed {np.median(regressed_masses(phys)['W_had']):.1f}, "
-          f"q+q' {np.median(composite_masses(phys)['W_had']):.1f} "
-          f"(truth {np.median(composite_masses(true_phys)['W_had']):.1f}) GeV\n  {extra}")
+    skill = (
+        crps(draws[:, :, LEPTON], truth[:, LEPTON]) / crps(prior[:, :, LEPTON], truth[:, LEPTON])
+    ).mean()
+    phys, true_phys, floor_phys = (
+        tp.inverse_transform(a) for a in (draws[:, 0], truth, tr["targets"][:n])
+    )
+    w1 = sum(
+        scipy.stats.wasserstein_distance(phys[:, i], true_phys[:, i]) for i in range(phys.shape[1])
+    )
+    floor = sum(
+        scipy.stats.wasserstein_distance(floor_phys[:, i], true_phys[:, i])
+        for i in range(phys.shape[1])
+    )
+    print(
+        f"{args.model} {overrides}: {args.steps} steps in {seconds:.0f} s, {n} validation events x {args.draws}\n"
+        f"  corr {corr}\n  lepton skill {skill:.2f}, sum W1 {w1:.0f} (floor {floor:.0f})\n"
+        f"  W_had mass median: regressed {np.median(regressed_masses(phys)['W_had']):.1f}, "
+        f"q+q' {np.median(composite_masses(phys)['W_had']):.1f} "
+        f"(truth {np.median(composite_masses(true_phys)['W_had']):.1f}) GeV\n  {extra}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,21 @@ def make_toy(workdir: Path) -> tuple[list[str], str]:
         generate(path, 200, seed=seed, mpi=False, chunk_size=1000, progress=False)
         files.append(str(path))
     run = workdir / "run"
-    train_main([files[0], "--run-dir", str(run), "--preset", "tiny", "--train.epochs", "1",
-                "--train.batch-size", "64", "--train.warmup-steps", "5"])
+    train_main(
+        [
+            files[0],
+            "--run-dir",
+            str(run),
+            "--preset",
+            "tiny",
+            "--train.epochs",
+            "1",
+            "--train.batch-size",
+            "64",
+            "--train.warmup-steps",
+            "5",
+        ]
+    )
     return files, str(run)
 
 
@@ -64,7 +77,9 @@ def same_output(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return True
 
 
-def run(executor: Any, fileset: dict[str, list[str]], proc: Any, chunksize: int) -> tuple[dict, float]:
+def run(
+    executor: Any, fileset: dict[str, list[str]], proc: Any, chunksize: int
+) -> tuple[dict, float]:
     """Run ``proc`` over ``fileset`` with ``executor``; returns ``(output, seconds)``."""
     from coffea import processor
     from coffea.nanoevents import NanoAODSchema
@@ -72,7 +87,9 @@ def run(executor: Any, fileset: dict[str, list[str]], proc: Any, chunksize: int)
     runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize)
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference", category=RuntimeWarning
+        )
         out = runner(fileset, proc, treename="Events")
     return out, time.perf_counter() - start
 
@@ -96,34 +113,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not files or not checkpoint:
             files, checkpoint = make_toy(Path(tmp))
         fileset = {"ttbar": files}
-        proc = UnfoldingProcessor(checkpoint, ["t_had_pt", "t_had_mass", "ttbar_mass", "nu_eta"],
-                                  n_samples=args.n_samples, steps=args.steps, seed=7)
+        proc = UnfoldingProcessor(
+            checkpoint,
+            ["t_had_pt", "t_had_mass", "ttbar_mass", "nu_eta"],
+            n_samples=args.n_samples,
+            steps=args.steps,
+            seed=7,
+        )
 
         outputs = {}
-        outputs["iterative"], t = run(processor.IterativeExecutor(status=False), fileset, proc, 100_000)
+        outputs["iterative"], t = run(
+            processor.IterativeExecutor(status=False), fileset, proc, 100_000
+        )
         log.info("iterative: %.1f s", t)
-        outputs["futures"], t = run(processor.FuturesExecutor(workers=2, status=False), fileset, proc, 64)
+        outputs["futures"], t = run(
+            processor.FuturesExecutor(workers=2, status=False), fileset, proc, 64
+        )
         log.info("futures (2 workers): %.1f s", t)
         if not args.no_dask:
             from distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 executor = processor.DaskExecutor(client=client, status=False)
                 outputs["dask"], t = run(executor, fileset, proc, 50)
             log.info("dask LocalCluster (2 workers): %.1f s", t)
 
     ref = outputs["iterative"]
-    print(ref["ttbar"]["cutflow"])  # noqa: T201 - example script output
+    print(ref["ttbar"]["cutflow"])
     ok = True
     for name, out in outputs.items():
         same = same_output(ref, out)
         ok &= same
-        print(f"{name:>10}: {'identical' if same else 'DIFFERENT'} histograms")  # noqa: T201
+        print(f"{name:>10}: {'identical' if same else 'DIFFERENT'} histograms")
     return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("distributed").setLevel(logging.WARNING)
     raise SystemExit(main())

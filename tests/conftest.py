@@ -31,7 +31,21 @@ def tiny_run_dir(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory)
     from hepvld.train import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "vld"
-    main([str(tiny_root_file), "--run-dir", str(run_dir), "--preset", "tiny",
-          "--train.epochs", "1", "--train.batch-size", "64", "--train.warmup-steps", "2",
-          "--train.device", "cpu"])
+    main(
+        [
+            str(tiny_root_file),
+            "--run-dir",
+            str(run_dir),
+            "--preset",
+            "tiny",
+            "--train.epochs",
+            "1",
+            "--train.batch-size",
+            "64",
+            "--train.warmup-steps",
+            "2",
+            "--train.device",
+            "cpu",
+        ]
+    )
     return run_dir

@@ -28,8 +28,26 @@ def test_mass_peaks_close_after_training(tmp_path: Path) -> None:
     from hepvld.demo import main
 
     out = tmp_path / "demo"
-    assert main(["--output", str(out), "--events", "4000", "--fast-physics", "--train-steps", "3000", "--train-time", "600",
-                 "--n-samples", "16", "--steps", "20"]) == 0
+    assert (
+        main(
+            [
+                "--output",
+                str(out),
+                "--events",
+                "4000",
+                "--fast-physics",
+                "--train-steps",
+                "3000",
+                "--train-time",
+                "600",
+                "--n-samples",
+                "16",
+                "--steps",
+                "20",
+            ]
+        )
+        == 0
+    )
     import hepvld
     from hepvld.data import split_labels
     from hepvld.evaluation.consistency import composite_masses
@@ -50,7 +68,10 @@ def test_mass_peaks_close_after_training(tmp_path: Path) -> None:
         peak = np.median(ak.to_numpy(ak.drop_none(unfolded[name].mass, axis=0)))
         assert abs(peak - np.median(truth[name])) < tolerance, (name, peak)
         # the leaves add up to the same resonances, within twice the tolerance
-        assert abs(np.median(summed[name]) - np.median(truth[name])) < 2 * tolerance, (name, "summed")
+        assert abs(np.median(summed[name]) - np.median(truth[name])) < 2 * tolerance, (
+            name,
+            "summed",
+        )
     mean = draws.mean(axis=1)
     for name, threshold in (("lep", 0.8), ("nu", 0.5)):
         index = target_index(name, "px")

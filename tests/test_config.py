@@ -78,10 +78,12 @@ def test_json_round_trip_with_nesting_enums_tuples_paths() -> None:
     assert cfg.sampler is Sampler.DDPM and cfg.out == Path("a/b") and cfg.sizes == (3, 4, 5)
     text = json.dumps(to_dict(cfg))
     assert from_dict(Outer, json.loads(text)) == cfg
-    assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(TrainConfig(seed=3))))) == TrainConfig(seed=3)
-    with pytest.raises(ConfigError, match="Outer.encoder.kind must be one of"):
+    assert from_dict(
+        TrainConfig, json.loads(json.dumps(to_dict(TrainConfig(seed=3))))
+    ) == TrainConfig(seed=3)
+    with pytest.raises(ConfigError, match=r"Outer\.encoder\.kind must be one of"):
         from_dict(Outer, {"encoder": {"kind": "cnn"}})
-    with pytest.raises(ConfigError, match="unknown key Outer.encoder.dimm; did you mean 'dim'"):
+    with pytest.raises(ConfigError, match=r"unknown key Outer\.encoder\.dimm; did you mean 'dim'"):
         from_dict(Outer, {"encoder": {"dimm": 3}})
 
 
@@ -96,11 +98,32 @@ def test_argparse_documents_every_field_and_parses_types() -> None:
     assert "--model.encoder.dim" in text and "--no-train.compile" in text
 
     args = parser.parse_args(
-        "--train.lr 1e-3 --train.betas 0.8 0.95 --train.max-time none --no-train.compile "
-        "--train.device cpu --model.encoder.kind mlp --model.sampler ddpm --model.sizes 7 8".split()
+        [
+            "--train.lr",
+            "1e-3",
+            "--train.betas",
+            "0.8",
+            "0.95",
+            "--train.max-time",
+            "none",
+            "--no-train.compile",
+            "--train.device",
+            "cpu",
+            "--model.encoder.kind",
+            "mlp",
+            "--model.sampler",
+            "ddpm",
+            "--model.sizes",
+            "7",
+            "8",
+        ]
     )
     assert namespace_overrides(args, TrainConfig, "train") == {
-        "lr": 1e-3, "betas": [0.8, 0.95], "max_time": None, "compile": False, "device": "cpu",
+        "lr": 1e-3,
+        "betas": [0.8, 0.95],
+        "max_time": None,
+        "compile": False,
+        "device": "cpu",
     }
     model = merge(Outer, None, None, namespace_overrides(args, Outer, "model"))
     assert model == Outer(encoder=Encoder(kind="mlp"), sampler=Sampler.DDPM, sizes=(7, 8))
@@ -110,14 +133,17 @@ def test_argparse_documents_every_field_and_parses_types() -> None:
 
 def test_merge_precedence_and_unknown_keys(tmp_path: Path) -> None:
     path = tmp_path / "run.toml"
-    path.write_text('[train]\nlr = 1e-3\nbatch_size = 256\nbetas = [0.8, 0.9]\n'
-                    '[model.encoder]\ndim = 64\n')
+    path.write_text(
+        "[train]\nlr = 1e-3\nbatch_size = 256\nbetas = [0.8, 0.9]\n[model.encoder]\ndim = 64\n"
+    )
     toml = load_toml(path)
     cfg = merge(TrainConfig, {"seed": 7, "lr": 1e-2}, toml["train"], {"batch_size": 64})
     assert (cfg.seed, cfg.lr, cfg.batch_size, cfg.betas) == (7, 1e-3, 64, (0.8, 0.9))
     model = merge(Outer, Outer(scale=2.0), toml["model"], {"encoder": {"kind": "mlp"}})
     assert model == Outer(encoder=Encoder(dim=64, kind="mlp"), scale=2.0)
-    with pytest.raises(ConfigError, match=r"unknown key TrainConfig.lrr; did you mean 'lr'\? \(in TOML\)"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key TrainConfig.lrr; did you mean 'lr'\? \(in TOML\)"
+    ):
         merge(TrainConfig, None, {"lrr": 1.0})
     with pytest.raises(ConfigError, match=r"unknown key Outer.encoder.width.*\(in command line\)"):
         merge(Outer, None, None, {"encoder": {"width": 1}})

@@ -34,7 +34,9 @@ def tensors(toy_file: Path) -> EventTensors:
     return load_tensors(toy_file)
 
 
-def test_load_tensors(toy_file: Path, tensors: EventTensors, caplog: pytest.LogCaptureFixture) -> None:
+def test_load_tensors(
+    toy_file: Path, tensors: EventTensors, caplog: pytest.LogCaptureFixture
+) -> None:
     B = len(tensors)
     assert B > 100 and tensors.objects.shape == (B, 21, 12) and tensors.targets.shape == (B, 55)
     assert tensors.event.dtype == np.uint64 and tensors.weights.dtype == np.float32
@@ -88,7 +90,9 @@ def test_batches_and_dataset(tensors: EventTensors) -> None:
         seen.append(batch["index"])
     idx = torch.cat(seen)
     assert sorted(idx.tolist()) == list(range(len(tensors)))
-    first = next(iterate_batches(tensors, 64, shuffle=True, generator=torch.Generator().manual_seed(0)))
+    first = next(
+        iterate_batches(tensors, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
+    )
     assert torch.equal(first["index"], seen[0])
     assert all(len(b["index"]) == 64 for b in iterate_batches(tensors, 64, drop_last=True))
     ds = UnfoldingDataset(tensors)

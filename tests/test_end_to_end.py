@@ -17,16 +17,37 @@ from hepvld.train import main as train_main
 from hepvld.training.checkpoint import load_checkpoint
 from hepvld.unfold import main as unfold_main
 
-TRAIN_ARGS = ["--preset", "tiny", "--train.batch-size", "64", "--train.warmup-steps", "2",
-              "--train.device", "cpu"]
+TRAIN_ARGS = [
+    "--preset",
+    "tiny",
+    "--train.batch-size",
+    "64",
+    "--train.warmup-steps",
+    "2",
+    "--train.device",
+    "cpu",
+]
 
 
-def test_dry_run_resolves_preset_toml_and_cli(tiny_root_file: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_resolves_preset_toml_and_cli(
+    tiny_root_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     toml = tmp_path / "cfg.toml"
     toml.write_text("[train]\nlr = 1e-3\nbatch_size = 32\n[model]\ndenoiser_blocks = 3\n")
-    train_main([str(tiny_root_file), "--preset", "small", "--config", str(toml),
-                "--train.batch-size", "16", "--model", "uc-vld", "--dry-run"])
+    train_main(
+        [
+            str(tiny_root_file),
+            "--preset",
+            "small",
+            "--config",
+            str(toml),
+            "--train.batch-size",
+            "16",
+            "--model",
+            "uc-vld",
+            "--dry-run",
+        ]
+    )
     resolved = json.loads(capsys.readouterr().out)
     assert resolved["train"]["lr"] == 1e-3  # from TOML
     assert resolved["train"]["batch_size"] == 16  # CLI beats TOML
@@ -44,13 +65,35 @@ def test_unknown_toml_key_is_named(tiny_root_file: Path, tmp_path: Path) -> None
 
 def test_resumed_cli_run_matches_an_uninterrupted_one(tiny_root_file: Path, tmp_path: Path) -> None:
     straight, split = tmp_path / "straight", tmp_path / "split"
-    train_main([str(tiny_root_file), "--run-dir", str(straight), "--train.epochs", "2", *TRAIN_ARGS])
+    train_main(
+        [str(tiny_root_file), "--run-dir", str(straight), "--train.epochs", "2", *TRAIN_ARGS]
+    )
     # A run cut short by its wall-clock budget (checkpoint after its first step), as a
     # killed batch job would be, then continued with --resume.
-    train_main([str(tiny_root_file), "--run-dir", str(split), "--train.epochs", "2",
-                "--train.max-time", "1e-9", *TRAIN_ARGS])
+    train_main(
+        [
+            str(tiny_root_file),
+            "--run-dir",
+            str(split),
+            "--train.epochs",
+            "2",
+            "--train.max-time",
+            "1e-9",
+            *TRAIN_ARGS,
+        ]
+    )
     assert 0 < load_checkpoint(split).meta["step"] < load_checkpoint(straight).meta["step"]
-    train_main([str(tiny_root_file), "--run-dir", str(split), "--train.epochs", "2", "--resume", *TRAIN_ARGS])
+    train_main(
+        [
+            str(tiny_root_file),
+            "--run-dir",
+            str(split),
+            "--train.epochs",
+            "2",
+            "--resume",
+            *TRAIN_ARGS,
+        ]
+    )
     a, b = load_checkpoint(straight), load_checkpoint(split)
     assert a.meta["step"] == b.meta["step"] > 0
     for key, value in a.model_state.items():
@@ -71,13 +114,17 @@ def test_unfold_shapes_physics_fields_and_raw(tiny_root_file: Path, tiny_run_dir
     assert np.isfinite(ak.to_numpy(out.ttbar.pt)).all()
 
 
-def test_unfold_is_independent_of_chunking_and_batch_size(tiny_root_file: Path, tiny_run_dir: Path) -> None:
+def test_unfold_is_independent_of_chunking_and_batch_size(
+    tiny_root_file: Path, tiny_run_dir: Path
+) -> None:
     events = open_events(tiny_root_file)[:30]
     model = hepvld.load(tiny_run_dir)
     kwargs = dict(model=model, n_samples=2, steps=3, sampler="dpmpp2m", raw=True, seed=11)
     whole = ak.to_numpy(hepvld.unfold(events, batch_size=7, **kwargs).raw)
-    parts = [ak.to_numpy(hepvld.unfold(events[s], batch_size=64, **kwargs).raw)
-             for s in (slice(0, 13), slice(13, 30))]
+    parts = [
+        ak.to_numpy(hepvld.unfold(events[s], batch_size=64, **kwargs).raw)
+        for s in (slice(0, 13), slice(13, 30))
+    ]
     # Same draws up to float32 rounding: BLAS sums in a batch-size dependent order, and the
     # sampler's 1/alpha_t at the first steps magnifies that (seen: 2e-4 relative on GeV values).
     np.testing.assert_allclose(whole, np.concatenate(parts), rtol=1e-3, atol=1e-3)
@@ -106,10 +153,25 @@ def test_unfold_empty_input(tiny_root_file: Path, tiny_run_dir: Path) -> None:
     assert ak.fields(out) == list(PARTONS)
 
 
-def test_unfold_cli_writes_a_ttree(tiny_root_file: Path, tiny_run_dir: Path, tmp_path: Path) -> None:
+def test_unfold_cli_writes_a_ttree(
+    tiny_root_file: Path, tiny_run_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "unfolded.root"
-    unfold_main([str(tiny_root_file), "-c", str(tiny_run_dir), "-o", str(out), "-S", "3",
-                 "--steps", "2", "--max-events", "25"])
+    unfold_main(
+        [
+            str(tiny_root_file),
+            "-c",
+            str(tiny_run_dir),
+            "-o",
+            str(out),
+            "-S",
+            "3",
+            "--steps",
+            "2",
+            "--max-events",
+            "25",
+        ]
+    )
     with uproot.open(out) as f:
         tree = f["Unfolded"]
         assert tree.classname == "TTree"
@@ -120,6 +182,6 @@ def test_unfold_cli_writes_a_ttree(tiny_root_file: Path, tiny_run_dir: Path, tmp
 
 
 def test_unfold_remains_callable_after_its_cli_module_is_imported() -> None:
-    import hepvld.unfold  # noqa: F401 - rebinds the package attribute to the module
+    import hepvld.unfold
 
     assert callable(hepvld.unfold)

@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 class _TagBalance(HTMLParser):
     """Counts open/close tags (void elements excluded) to check the page is well nested."""
 
-    VOID = {"meta", "img", "br", "hr", "link", "input", "col", "wbr", "source"}
+    VOID = frozenset({"meta", "img", "br", "hr", "link", "input", "col", "wbr", "source"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,11 +49,23 @@ def tiny_run(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from hepvld.train import main as train_main
 
     run = tmp_path_factory.mktemp("evaluate") / "run"
-    rc = train_main([
-        str(tiny_root_file), "--run-dir", str(run), "--preset", "tiny",
-        "--train.max-steps", "4", "--train.batch-size", "64", "--train.warmup-steps", "1",
-        "--train.num-threads", "1",
-    ])
+    rc = train_main(
+        [
+            str(tiny_root_file),
+            "--run-dir",
+            str(run),
+            "--preset",
+            "tiny",
+            "--train.max-steps",
+            "4",
+            "--train.batch-size",
+            "64",
+            "--train.warmup-steps",
+            "1",
+            "--train.num-threads",
+            "1",
+        ]
+    )
     assert rc == 0
     return run
 
@@ -68,28 +80,66 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         parser.parse_args(["--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--checkpoint", "--data", "--models", "--output", "--n-samples", "--sampler",
-                   "--steps", "--max-events", "--split", "--seed"):
+    for option in (
+        "--checkpoint",
+        "--data",
+        "--models",
+        "--output",
+        "--n-samples",
+        "--sampler",
+        "--steps",
+        "--max-events",
+        "--split",
+        "--seed",
+    ):
         assert option in text
 
 
-def test_evaluate_writes_report(tiny_root_file: Path, tiny_run: Path, tmp_path: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_writes_report(
+    tiny_root_file: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from hepvld.evaluate import main
 
     out = tmp_path / "report"
-    rc = main([
-        "--checkpoint", str(tiny_run), "--models", f"second={tiny_run}",
-        "--data", str(tiny_root_file), "--split", "all", "--output", str(out),
-        "--n-samples", "4", "--sampler", "ddim", "--steps", "3", "--n-boot", "5",
-        "--plot-formats", "png", "--seed", "1",
-    ])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_run),
+            "--models",
+            f"second={tiny_run}",
+            "--data",
+            str(tiny_root_file),
+            "--split",
+            "all",
+            "--output",
+            str(out),
+            "--n-samples",
+            "4",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "3",
+            "--n-boot",
+            "5",
+            "--plot-formats",
+            "png",
+            "--seed",
+            "1",
+        ]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Table 1" in printed and str(out / "report.html") in printed
 
-    for rel in ("report.html", "results.json", "tables.md", "tables/table1.md", "tables/table1.csv",
-                "tables/paper_table1.md", "tables/coverage_summary.csv"):
+    for rel in (
+        "report.html",
+        "results.json",
+        "tables.md",
+        "tables/table1.md",
+        "tables/table1.csv",
+        "tables/paper_table1.md",
+        "tables/coverage_summary.csv",
+    ):
         assert (out / rel).is_file(), rel
     assert list((out / "figures").glob("*.png"))
 
@@ -113,19 +163,40 @@ def test_evaluate_writes_report(tiny_root_file: Path, tiny_run: Path, tmp_path: 
     assert "training truth" in results["meta"] and "training prior" in results["meta"]
 
 
-def test_evaluate_test_split_without_training_files(tiny_root_file: Path, tiny_run: Path,
-                                                    tmp_path: Path) -> None:
+def test_evaluate_test_split_without_training_files(
+    tiny_root_file: Path, tiny_run: Path, tmp_path: Path
+) -> None:
     """Default test split; with --no-train-truth the floor falls back to halves."""
     from hepvld.evaluate import load_evaluation_data, main
 
-    data = load_evaluation_data([tiny_root_file], split="test", fractions=(0.8, 0.1, 0.1), max_jets=20)
-    full = load_evaluation_data([tiny_root_file], split="all", fractions=(0.8, 0.1, 0.1), max_jets=20)
+    data = load_evaluation_data(
+        [tiny_root_file], split="test", fractions=(0.8, 0.1, 0.1), max_jets=20
+    )
+    full = load_evaluation_data(
+        [tiny_root_file], split="all", fractions=(0.8, 0.1, 0.1), max_jets=20
+    )
     assert 0 < len(data) < len(full) / 4
     assert data.truth.shape == (len(data), 55) and data.features.shape[0] == len(data)
 
     out = tmp_path / "report"
-    rc = main(["--checkpoint", str(tiny_run), "--data", str(tiny_root_file), "--output", str(out),
-               "--n-samples", "3", "--steps", "2", "--n-boot", "3", "--no-plots", "--no-train-truth"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_run),
+            "--data",
+            str(tiny_root_file),
+            "--output",
+            str(out),
+            "--n-samples",
+            "3",
+            "--steps",
+            "2",
+            "--n-boot",
+            "3",
+            "--no-plots",
+            "--no-train-truth",
+        ]
+    )
     assert rc == 0
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert "halves" in results["meta"]

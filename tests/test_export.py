@@ -24,22 +24,29 @@ F, G = 12, 2
 
 def _network(name: str = "vld") -> torch.nn.Module:
     torch.manual_seed(0)  # test-local determinism of the initial weights
-    return build_model(name, model_config("tiny"), object_features=F, global_features=G,
-                       target_dim=TARGET_DIM).eval()
+    return build_model(
+        name, model_config("tiny"), object_features=F, global_features=G, target_dim=TARGET_DIM
+    ).eval()
 
 
 def _inputs(batch: int, draws: int, noise_dim: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(batch, 1 + MAX_JETS, generator=gen) > 0.3
-    return (torch.randn(batch, 1 + MAX_JETS, F, generator=gen), mask,
-            torch.randn(batch, G, generator=gen), torch.randn(batch, draws, noise_dim, generator=gen))
+    return (
+        torch.randn(batch, 1 + MAX_JETS, F, generator=gen),
+        mask,
+        torch.randn(batch, G, generator=gen),
+        torch.randn(batch, draws, noise_dim, generator=gen),
+    )
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmpp2m"])
 def test_export_reproduces_sample(sampler: str, tmp_path: Path) -> None:
     net = _network()
     path = tmp_path / "vld.pt2"
-    program = export_sampler(net, sampler=sampler, steps=2, physical=False, max_jets=MAX_JETS, path=path)
+    program = export_sampler(
+        net, sampler=sampler, steps=2, physical=False, max_jets=MAX_JETS, path=path
+    )
     objects, mask, glob, noise = _inputs(5, 3, net.noise_dim)
     ref = net.sample(objects, mask, glob, n_samples=3, sampler=sampler, steps=2, noise=noise)
     with torch.no_grad():
@@ -47,7 +54,9 @@ def test_export_reproduces_sample(sampler: str, tmp_path: Path) -> None:
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
         # dynamic batch (0 and 1 included) and number of draws
         loaded, meta = load_exported(path)
-        assert meta["sampler"] == sampler and meta["steps"] == 2 and meta["noise_dim"] == net.noise_dim
+        assert (
+            meta["sampler"] == sampler and meta["steps"] == 2 and meta["noise_dim"] == net.noise_dim
+        )
         for b, s in ((0, 3), (1, 1), (7, 4)):
             args = _inputs(b, s, net.noise_dim, seed=b)
             out = loaded.module()(*args)
@@ -62,7 +71,9 @@ def test_padding_is_ignored() -> None:
     wrapper = ExportableSampler(net, sampler="ddim", steps=2).eval()
     objects, mask, glob, noise = _inputs(4, 2, net.noise_dim)
     garbage = torch.where(mask.unsqueeze(-1), objects, torch.full_like(objects, 1e6))
-    torch.testing.assert_close(wrapper(garbage, mask, glob, noise), wrapper(objects, mask, glob, noise))
+    torch.testing.assert_close(
+        wrapper(garbage, mask, glob, noise), wrapper(objects, mask, glob, noise)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +85,18 @@ def physical_model(tiny_root_file: Path) -> tuple[UnfoldingModel, ak.Array]:
     det = detector_tensors(events, max_jets=MAX_JETS)
     det_pre = DetectorPreprocessor().fit(det.objects, det.mask, det.globals)
     tgt_pre = TargetPreprocessor().fit(parton_targets(events))
-    model = UnfoldingModel(_network(), det_pre, tgt_pre, {"model": "vld", "max_jets": MAX_JETS,
-                                                          "target_dim": TARGET_DIM})
+    model = UnfoldingModel(
+        _network(),
+        det_pre,
+        tgt_pre,
+        {"model": "vld", "max_jets": MAX_JETS, "target_dim": TARGET_DIM},
+    )
     return model, events
 
 
-def test_physical_export_matches_unfold(physical_model: tuple[UnfoldingModel, ak.Array], tmp_path: Path) -> None:
+def test_physical_export_matches_unfold(
+    physical_model: tuple[UnfoldingModel, ak.Array], tmp_path: Path
+) -> None:
     model, events = physical_model
     path = tmp_path / "vld.pt2"
     program = export_sampler(model, sampler="dpmpp2m", steps=2, path=path)
@@ -87,10 +104,15 @@ def test_physical_export_matches_unfold(physical_model: tuple[UnfoldingModel, ak
     numbers = ak.to_numpy(events.event).astype(np.uint64)
     noise = event_noise(5, numbers, (2, model.model.noise_dim))
     with torch.no_grad():
-        got = program.module()(torch.as_tensor(det.objects), torch.as_tensor(det.mask),
-                               torch.as_tensor(det.globals), noise).numpy()
-    ref = ak.to_numpy(unfold(events, model=model, n_samples=2, sampler="dpmpp2m", steps=2,
-                             seed=5, raw=True).raw)
+        got = program.module()(
+            torch.as_tensor(det.objects),
+            torch.as_tensor(det.mask),
+            torch.as_tensor(det.globals),
+            noise,
+        ).numpy()
+    ref = ak.to_numpy(
+        unfold(events, model=model, n_samples=2, sampler="dpmpp2m", steps=2, seed=5, raw=True).raw
+    )
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
 
     # coffea.ml_tools wrapper: picklable (no model inside), same draws, empty input
@@ -98,7 +120,9 @@ def test_physical_export_matches_unfold(physical_model: tuple[UnfoldingModel, ak
 
     wrapper = pickle.loads(pickle.dumps(VLDTorchWrapper(path, n_samples=2, seed=5)))
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference", category=RuntimeWarning
+        )
         out = ak.to_numpy(wrapper(events))
         empty = ak.to_numpy(wrapper(events[:0]))
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-3)

@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("coffea")
 
-import cloudpickle  # noqa: E402
-from coffea import processor  # noqa: E402
-from coffea.nanoevents import NanoAODSchema  # noqa: E402
+import cloudpickle
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema
 
-from hepvld.io import open_events  # noqa: E402
-from hepvld.observables import Observable, builtin, resolve_observables  # noqa: E402
-from hepvld.processor import UnfoldingProcessor, clear_model_cache  # noqa: E402
+from hepvld.io import open_events
+from hepvld.observables import Observable, builtin, resolve_observables
+from hepvld.processor import UnfoldingProcessor, clear_model_cache
 
 S = 3
 OBSERVABLES = ("t_had_pt", "t_had_mass", "ttbar_mass", "nu_eta")
@@ -32,8 +32,21 @@ def checkpoint(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -
     from hepvld.train import main as train_main
 
     run = tmp_path_factory.mktemp("processor") / "run"
-    train_main([str(tiny_root_file), "--run-dir", str(run), "--preset", "tiny", "--train.epochs", "1",
-                "--train.batch-size", "64", "--train.warmup-steps", "5"])
+    train_main(
+        [
+            str(tiny_root_file),
+            "--run-dir",
+            str(run),
+            "--preset",
+            "tiny",
+            "--train.epochs",
+            "1",
+            "--train.batch-size",
+            "64",
+            "--train.warmup-steps",
+            "5",
+        ]
+    )
     return str(run)
 
 
@@ -54,13 +67,19 @@ def make(checkpoint: str, **kwargs: Any) -> UnfoldingProcessor:
     return UnfoldingProcessor(checkpoint, observables, **options)
 
 
-def run(proc: UnfoldingProcessor, files: list[Path], chunksize: int = 100_000,
-        executor: Any = None) -> dict[str, Any]:
-    runner = processor.Runner(executor=executor or processor.IterativeExecutor(status=False),
-                              schema=NanoAODSchema, chunksize=chunksize)
+def run(
+    proc: UnfoldingProcessor, files: list[Path], chunksize: int = 100_000, executor: Any = None
+) -> dict[str, Any]:
+    runner = processor.Runner(
+        executor=executor or processor.IterativeExecutor(status=False),
+        schema=NanoAODSchema,
+        chunksize=chunksize,
+    )
     with warnings.catch_warnings():
         # our files carry no NanoAOD cross-reference index branches (docs/schema.md)
-        warnings.filterwarnings("ignore", message="Missing cross-reference", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message="Missing cross-reference", category=RuntimeWarning
+        )
         return runner({"tt": [str(f) for f in files]}, proc, treename="Events")
 
 
@@ -72,7 +91,9 @@ def assert_same(a: dict[str, Any], b: dict[str, Any]) -> None:
         for level in ("unfolded", "detector", "truth"):
             assert a[dataset][level].keys() == b[dataset][level].keys()
             for name, h in a[dataset][level].items():
-                np.testing.assert_array_equal(h.view(flow=True), b[dataset][level][name].view(flow=True))
+                np.testing.assert_array_equal(
+                    h.view(flow=True), b[dataset][level][name].view(flow=True)
+                )
 
 
 def test_runner_entries_and_cutflow(checkpoint: str, mixed_root_file: Path) -> None:
@@ -92,7 +113,9 @@ def test_runner_entries_and_cutflow(checkpoint: str, mixed_root_file: Path) -> N
     assert out["truth_cutflow"]["selected"] == cutflow.passed
 
 
-def test_chunk_independence_and_merging(checkpoint: str, tiny_root_file: Path, mixed_root_file: Path) -> None:
+def test_chunk_independence_and_merging(
+    checkpoint: str, tiny_root_file: Path, mixed_root_file: Path
+) -> None:
     proc = make(checkpoint)
     files = [tiny_root_file, mixed_root_file]
     whole = run(proc, files)
@@ -101,7 +124,9 @@ def test_chunk_independence_and_merging(checkpoint: str, tiny_root_file: Path, m
     assert_same(whole, processor.accumulate([first, second]))
     a, b = first["tt"], second["tt"]
     h = a["unfolded"]["t_had_pt"] + b["unfolded"]["t_had_pt"]
-    np.testing.assert_array_equal(h.view(flow=True), whole["tt"]["unfolded"]["t_had_pt"].view(flow=True))
+    np.testing.assert_array_equal(
+        h.view(flow=True), whole["tt"]["unfolded"]["t_had_pt"].view(flow=True)
+    )
     assert (a["cutflow"] + b["cutflow"]).to_dict() == whole["tt"]["cutflow"].to_dict()
 
 
@@ -151,8 +176,10 @@ def test_user_observables_and_validation(checkpoint: str) -> None:
     def mtt_over_mthad(p: Any) -> Any:
         return p.ttbar.mass / p.t_had.mass
 
-    obs = resolve_observables(["t_lep_eta", Observable("ratio", mtt_over_mthad, [0.0, 2.0, 5.0, 10.0])],
-                              {"t_lep_eta": (4, -2.0, 2.0)})
+    obs = resolve_observables(
+        ["t_lep_eta", Observable("ratio", mtt_over_mthad, [0.0, 2.0, 5.0, 10.0])],
+        {"t_lep_eta": (4, -2.0, 2.0)},
+    )
     assert [o.name for o in obs] == ["t_lep_eta", "ratio"] and obs[0].axis().size == 4
     assert builtin("ttbar_mass").edges[0] == 300.0
     with pytest.raises(ValueError, match="unknown observable"):
@@ -167,20 +194,43 @@ def test_user_observables_and_validation(checkpoint: str) -> None:
 
 def test_futures_executor_matches_iterative(checkpoint: str, tiny_root_file: Path) -> None:
     proc = make(checkpoint)
-    futures = run(proc, [tiny_root_file], chunksize=120,
-                  executor=processor.FuturesExecutor(workers=2, status=False))
+    futures = run(
+        proc,
+        [tiny_root_file],
+        chunksize=120,
+        executor=processor.FuturesExecutor(workers=2, status=False),
+    )
     assert_same(run(proc, [tiny_root_file]), futures)
 
 
 def test_analysis_script_and_plot(checkpoint: str, tiny_root_file: Path, tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("coffea_unfolding", ROOT / "analysis" / "coffea_unfolding.py")
+    spec = importlib.util.spec_from_file_location(
+        "coffea_unfolding", ROOT / "analysis" / "coffea_unfolding.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     outdir = tmp_path / "plots"
-    assert module.main([str(tiny_root_file), "--checkpoint", checkpoint, "-o", str(outdir),
-                        "--n-samples", "2", "--steps", "2", "--observables", "t_had_pt", "ttbar_mass",
-                        "--density"]) == 0
+    assert (
+        module.main(
+            [
+                str(tiny_root_file),
+                "--checkpoint",
+                checkpoint,
+                "-o",
+                str(outdir),
+                "--n-samples",
+                "2",
+                "--steps",
+                "2",
+                "--observables",
+                "t_had_pt",
+                "ttbar_mass",
+                "--density",
+            ]
+        )
+        == 0
+    )
     assert (outdir / "t_had_pt.png").stat().st_size > 0 and (outdir / "ttbar_mass.png").exists()
     assert "all events" in (outdir / "cutflow.txt").read_text()
 
@@ -190,7 +240,7 @@ def test_analysis_script_and_plot(checkpoint: str, tiny_root_file: Path, tmp_pat
     from hepvld.evaluation.coffea_plots import plot_unfolded, unfolded_summary
 
     output = load(str(outdir / "output.coffea"))
-    fig, (ax, rax) = plot_unfolded(output, "t_had_pt")
+    fig, (ax, _rax) = plot_unfolded(output, "t_had_pt")
     assert isinstance(fig, Figure) and ax.get_legend() is not None
     s = unfolded_summary(output, "t_had_pt")
     assert np.all(s["low"] <= s["high"]) and s["mean"].shape == s["truth"].shape

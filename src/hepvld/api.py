@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import numpy as np
 
-__all__ = ["UnfoldingModel", "load", "unfold", "event_noise"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["UnfoldingModel", "event_noise", "load", "unfold"]
 
 log = logging.getLogger(__name__)
 
-def event_noise(seed: int, events: np.ndarray, shape: tuple[int, ...]) -> "torch.Tensor":
+
+def event_noise(seed: int, events: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
     """Standard-normal noise that depends only on ``(seed, event number)``.
 
     Parameters
@@ -74,7 +77,7 @@ class UnfoldingModel:
         return int(self.meta.get("max_jets", 20))
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def to(self, device: str) -> UnfoldingModel:
@@ -101,7 +104,7 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
     from hepvld.training.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(Path(checkpoint))
-    meta = ckpt.meta["extra"] if "extra" in ckpt.meta else ckpt.meta
+    meta = ckpt.meta.get("extra", ckpt.meta)
     target_pre = TargetPreprocessor.from_state_dict(meta["target_preprocessor"])
     detector_pre = DetectorPreprocessor.from_state_dict(meta["detector_preprocessor"])
     shift, scale = target_pre.mean, target_pre.scale
@@ -120,7 +123,9 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
     return UnfoldingModel(model, detector_pre, target_pre, {**meta, "step": ckpt.meta.get("step")})
 
 
-def _as_unfolding_model(model: UnfoldingModel | str | PathLike[str], device: str | None) -> UnfoldingModel:
+def _as_unfolding_model(
+    model: UnfoldingModel | str | PathLike[str], device: str | None
+) -> UnfoldingModel:
     if isinstance(model, UnfoldingModel):
         return model.to(device) if device is not None else model
     return load(model, device=device or "cpu")
@@ -203,8 +208,12 @@ def unfold(
     mask = np.asarray(mask, dtype=bool)
     n_fail = int((~mask).sum())
     if n_fail:
-        log.info("unfold: %d of %d events fail the selection and are returned as None\n%s",
-                 n_fail, len(mask), cutflow)
+        log.info(
+            "unfold: %d of %d events fail the selection and are returned as None\n%s",
+            n_fail,
+            len(mask),
+            cutflow,
+        )
     selected = events[mask]
     det = detector_tensors(selected, max_jets=um.max_jets)
     obj_mask = det.mask

@@ -25,7 +25,9 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import functools
 import math
+import operator
 import os
 import sys
 import types
@@ -72,7 +74,7 @@ def _without_none(tp: Any) -> tuple[Any, bool]:
     if _is_union(tp):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(args) < len(typing.get_args(tp)):
-            return (args[0] if len(args) == 1 else Union[tuple(args)]), True
+            return (args[0] if len(args) == 1 else functools.reduce(operator.or_, args)), True
     return tp, False
 
 
@@ -231,9 +233,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], *, _where: str | None = Non
         raise ConfigError(f"{where} must be a mapping, got {data!r}")
     _check_keys(cls, data, where)
     hints = _hints(cls)
-    kwargs = {
-        name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()
-    }
+    kwargs = {name: _coerce(value, hints[name], f"{where}.{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:  # e.g. a required field missing
@@ -467,7 +467,9 @@ class TrainConfig(Config):
     ema_decay: float = _help("decay of the weight average used for validation/sampling", 0.999)
     # bookkeeping
     val_every: int | None = _help("validate every this many steps; none = each epoch", None)
-    checkpoint_every: int | None = _help("checkpoint every this many steps; none = each epoch", None)
+    checkpoint_every: int | None = _help(
+        "checkpoint every this many steps; none = each epoch", None
+    )
     keep_checkpoints: int = _help("how many most recent checkpoints to keep on disk", 2)
     log_every: int = _help("steps between training-metric rows", 50)
     seed: int = _help("seed of data order, loss noise and dropout (no global seeding)", 0)
@@ -475,8 +477,12 @@ class TrainConfig(Config):
         "wall-clock budget in seconds: checkpoint and stop cleanly when spent", None
     )
     # hardware
-    device: Literal["cpu", "cuda", "auto"] = _help("where to train; auto = cuda if available", "auto")
-    amp: Literal["none", "bf16", "fp16"] = _help("autocast precision on GPU (ignored on CPU)", "bf16")
+    device: Literal["cpu", "cuda", "auto"] = _help(
+        "where to train; auto = cuda if available", "auto"
+    )
+    amp: Literal["none", "bf16", "fp16"] = _help(
+        "autocast precision on GPU (ignored on CPU)", "bf16"
+    )
     compile: bool = _help("wrap the model in torch.compile", False)
     num_threads: int | None = _help("torch CPU threads during training; none = torch default", None)
 

@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EventTensors",
-    "load_tensors",
     "UnfoldingDataset",
     "iterate_batches",
-    "splitmix64",
-    "split_labels",
+    "load_tensors",
     "split_by_event",
+    "split_labels",
+    "splitmix64",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,13 @@ class EventTensors:
 
     def __post_init__(self) -> None:
         B = len(self.objects)
-        for name in ("mask", "globals", "weights", "event") + (("targets",) if self.targets is not None else ()):
+        for name in ("mask", "globals", "weights", "event") + (
+            ("targets",) if self.targets is not None else ()
+        ):
             if len(getattr(self, name)) != B:
-                raise ValueError(f"EventTensors.{name} has {len(getattr(self, name))} rows, "
-                                 f"objects has {B}")
+                raise ValueError(
+                    f"EventTensors.{name} has {len(getattr(self, name))} rows, objects has {B}"
+                )
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -85,9 +88,15 @@ class EventTensors:
         def take(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else np.ascontiguousarray(a[idx])
 
-        return replace(self, objects=take(self.objects), mask=take(self.mask),
-                       globals=take(self.globals), targets=take(self.targets),
-                       weights=take(self.weights), event=take(self.event))
+        return replace(
+            self,
+            objects=take(self.objects),
+            mask=take(self.mask),
+            globals=take(self.globals),
+            targets=take(self.targets),
+            weights=take(self.weights),
+            event=take(self.event),
+        )
 
     @staticmethod
     def concatenate(parts: Sequence[EventTensors]) -> EventTensors:
@@ -102,19 +111,27 @@ class EventTensors:
             return np.concatenate([getattr(p, name) for p in parts], axis=0)
 
         return EventTensors(
-            objects=cat("objects"), mask=cat("mask"), globals=cat("globals"),
-            targets=cat("targets") if all(has_t) else None, weights=cat("weights"),
-            event=cat("event"), cutflow=sum((p.cutflow for p in parts), Cutflow()),
+            objects=cat("objects"),
+            mask=cat("mask"),
+            globals=cat("globals"),
+            targets=cat("targets") if all(has_t) else None,
+            weights=cat("weights"),
+            event=cat("event"),
+            cutflow=sum((p.cutflow for p in parts), Cutflow()),
         )
 
     @classmethod
     def empty(cls, max_jets: int = 20, with_targets: bool = True) -> EventTensors:
         """A correctly shaped bundle of 0 events."""
         n = 1 + max_jets
-        return cls(np.zeros((0, n, 12), np.float32), np.zeros((0, n), bool),
-                   np.zeros((0, 2), np.float32),
-                   np.zeros((0, 55), np.float32) if with_targets else None,
-                   np.zeros(0, np.float32), np.zeros(0, np.uint64))
+        return cls(
+            np.zeros((0, n, 12), np.float32),
+            np.zeros((0, n), bool),
+            np.zeros((0, 2), np.float32),
+            np.zeros((0, 55), np.float32) if with_targets else None,
+            np.zeros(0, np.float32),
+            np.zeros(0, np.uint64),
+        )
 
 
 def _tensors_of(events: Any, max_jets: int, require_truth: bool) -> EventTensors:
@@ -127,10 +144,13 @@ def _tensors_of(events: Any, max_jets: int, require_truth: bool) -> EventTensors
     sel = events[mask]
     det = detector_tensors(sel, max_jets)
     return EventTensors(
-        objects=det.objects, mask=det.mask, globals=det.globals,
+        objects=det.objects,
+        mask=det.mask,
+        globals=det.globals,
         targets=parton_targets(sel) if require_truth else None,
         weights=np.asarray(ak.to_numpy(sel.genWeight), dtype=np.float32),
-        event=np.asarray(ak.to_numpy(sel.event), dtype=np.uint64), cutflow=cutflow,
+        event=np.asarray(ak.to_numpy(sel.event), dtype=np.uint64),
+        cutflow=cutflow,
     )
 
 
@@ -168,14 +188,23 @@ def load_tensors(
     """
     from hepvld.io import iterate_events
 
-    parts = [_tensors_of(chunk, max_jets, require_truth)
-             for chunk in iterate_events(source, step_size=step_size, entry_stop=entry_stop,
-                                         **open_kwargs)]
+    parts = [
+        _tensors_of(chunk, max_jets, require_truth)
+        for chunk in iterate_events(
+            source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
+        )
+    ]
     out = EventTensors.concatenate(parts) if parts else EventTensors.empty(max_jets, require_truth)
     name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
     cf = out.cutflow
-    log.info("load_tensors(%s): kept %d of %d events (dropped %d)\n%s", name, cf.passed,
-             cf.total, cf.total - cf.passed, cf)
+    log.info(
+        "load_tensors(%s): kept %d of %d events (dropped %d)\n%s",
+        name,
+        cf.passed,
+        cf.total,
+        cf.total - cf.passed,
+        cf,
+    )
     return out
 
 
@@ -279,8 +308,9 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def split_labels(event: np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                 *, salt: int = 0) -> np.ndarray:
+def split_labels(
+    event: np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.1), *, salt: int = 0
+) -> np.ndarray:
     """Split index (0, 1, ...) of each event from ``splitmix64(event ^ salt) % 10000``.
 
     Parameters
@@ -301,13 +331,16 @@ def split_labels(event: np.ndarray, fractions: Sequence[float] = (0.8, 0.1, 0.1)
     if (f < 0).any() or abs(f.sum() - 1.0) > 1e-9:
         raise ValueError(f"fractions must be non-negative and sum to 1, got {tuple(fractions)}")
     with np.errstate(over="ignore"):
-        bucket = splitmix64(np.asarray(event, dtype=np.uint64) ^ np.uint64(salt)) % np.uint64(_BUCKETS)
+        bucket = splitmix64(np.asarray(event, dtype=np.uint64) ^ np.uint64(salt)) % np.uint64(
+            _BUCKETS
+        )
     edges = np.round(np.cumsum(f) * _BUCKETS).astype(np.uint64)
     return np.searchsorted(edges, bucket, side="right").astype(np.int8)
 
 
-def split_by_event(tensors: EventTensors, fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                   *, salt: int = 0) -> tuple[EventTensors, ...]:
+def split_by_event(
+    tensors: EventTensors, fractions: Sequence[float] = (0.8, 0.1, 0.1), *, salt: int = 0
+) -> tuple[EventTensors, ...]:
     """Deterministic split of ``tensors`` by hashed event number (e.g. train/val/test)."""
     labels = split_labels(tensors.event, fractions, salt=salt)
     return tuple(tensors.subset(np.flatnonzero(labels == i)) for i in range(len(fractions)))

@@ -29,16 +29,27 @@ log = logging.getLogger("hepvld.demo")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hepvld.demo", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m hepvld.demo",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("--output", type=Path, default=Path("demo-output"), help="working directory")
     p.add_argument("--events", type=int, default=4000, help="selected events to generate")
     p.add_argument("--workers", type=int, default=2, help="generator processes")
     p.add_argument("--fast-physics", action="store_true", help="generate without MPI (4x faster)")
-    p.add_argument("--train-steps", type=int, default=1500,
-                   help="optimiser steps (the cosine learning-rate decay spans them)")
-    p.add_argument("--train-time", type=float, default=420.0,
-                   help="wall-clock cap on training in seconds (stops early on a slow machine)")
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=1500,
+        help="optimiser steps (the cosine learning-rate decay spans them)",
+    )
+    p.add_argument(
+        "--train-time",
+        type=float,
+        default=420.0,
+        help="wall-clock cap on training in seconds (stops early on a slow machine)",
+    )
     p.add_argument("--n-samples", type=int, default=32, help="posterior draws per test event")
     p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
     p.add_argument("--seed", type=int, default=1, help="seed of generation, training and sampling")
@@ -53,7 +64,9 @@ def _band(x: np.ndarray) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     import awkward as ak
 
     import hepvld
@@ -77,38 +90,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not sample.exists():
         from hepvld.generate import generate
 
-        summary = generate(sample, args.events, seed=args.seed, workers=args.workers,
-                           mpi=not args.fast_physics, progress=True)
+        summary = generate(
+            sample,
+            args.events,
+            seed=args.seed,
+            workers=args.workers,
+            mpi=not args.fast_physics,
+            progress=True,
+        )
         log.info("generated %s", summary)
     t_gen = time.perf_counter() - t0
 
     # 2. training
     if not (run_dir / "checkpoints" / "latest.json").exists():
-        train_main([str(sample), "--run-dir", str(run_dir), "--preset", "small",
-                    "--train.max-steps", str(args.train_steps), "--train.max-time", str(args.train_time),
-                    "--train.batch-size", "256", "--train.warmup-steps", "100",
-                    "--train.val-every", "200", "--train.checkpoint-every", "200",
-                    "--train.lr", "1e-3", "--train.seed", str(args.seed), "--train.device", "cpu"])
+        train_main(
+            [
+                str(sample),
+                "--run-dir",
+                str(run_dir),
+                "--preset",
+                "small",
+                "--train.max-steps",
+                str(args.train_steps),
+                "--train.max-time",
+                str(args.train_time),
+                "--train.batch-size",
+                "256",
+                "--train.warmup-steps",
+                "100",
+                "--train.val-every",
+                "200",
+                "--train.checkpoint-every",
+                "200",
+                "--train.lr",
+                "1e-3",
+                "--train.seed",
+                str(args.seed),
+                "--train.device",
+                "cpu",
+            ]
+        )
     t_train = time.perf_counter() - t0 - t_gen
 
     # 3. unfold the held-out test split
     events = open_events(sample)
-    mask, cutflow = select(events, require_truth=True)
+    mask, _cutflow = select(events, require_truth=True)
     events = events[mask]
     labels = split_labels(ak.to_numpy(events["event"]), SPLIT)
     train_ev, test_ev = events[labels == 0], events[labels == 2]
     model = hepvld.load(run_dir)
-    unfolded = hepvld.unfold(test_ev, model=model, n_samples=args.n_samples, sampler="dpmpp2m",
-                             steps=args.steps, seed=args.seed, raw=True)
+    unfolded = hepvld.unfold(
+        test_ev,
+        model=model,
+        n_samples=args.n_samples,
+        sampler="dpmpp2m",
+        steps=args.steps,
+        seed=args.seed,
+        raw=True,
+    )
     draws = ak.to_numpy(unfolded.raw).astype(np.float64)
     truth = parton_targets(test_ev).astype(np.float64)
     train_truth = parton_targets(train_ev).astype(np.float64)
     t_unfold = time.perf_counter() - t0 - t_gen - t_train
 
     # 4. evaluation and summary
-    report = write_report(out / "report", truth, {"vld": draws}, train_truth=train_truth,
-                          n_boot=50, plot_formats=("png",), seed=args.seed,
-                          title="hepvld demo: small VLD on generated tt̄")
+    report = write_report(
+        out / "report",
+        truth,
+        {"vld": draws},
+        train_truth=train_truth,
+        n_boot=50,
+        plot_formats=("png",),
+        seed=args.seed,
+        title="hepvld demo: small VLD on generated tt̄",
+    )
     jets = detector_tensors(events).mask.sum(axis=1) - 1  # object 0 is the lepton
     mt, md, mr = composite_masses(truth), composite_masses(draws), regressed_masses(draws)
     lines = [
@@ -118,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"sample      {sample}: {len(events)} selected events "
         f"({len(train_ev)} train / {len(test_ev)} test)",
         "            jet multiplicity 4/5/6/7+: "
-        + " / ".join(f"{100 * np.mean(c):.0f}%" for c in (jets == 4, jets == 5, jets == 6, jets >= 7)),
+        + " / ".join(
+            f"{100 * np.mean(c):.0f}%" for c in (jets == 4, jets == 5, jets == 6, jets >= 7)
+        ),
         f"model       {run_dir}: {model.name}, step {model.meta.get('step', '?')}",
         f"unfolded    {len(test_ev)} test events x {args.n_samples} draws "
         f"(dpmpp2m, {args.steps} steps)",
@@ -127,13 +184,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  {'':8s} {'truth':>24s} {'unfolded':>24s} {'summed daughters':>24s}",
     ]
     for name in ("W_had", "W_lep", "t_had", "t_lep"):
-        lines.append(f"  {name:8s} {_band(mt[name]):>24s} {_band(mr[name]):>24s} {_band(md[name]):>24s}")
-    lines.append("  (unfolded: the regressed mass that hepvld.unfold returns; summed daughters: the"
-                 " mass of the sum of the unfolded leaves, a consistency check)")
-    lines += ["", *report.summary, "",
-              f"report      {report.html}",
-              f"time        generate {t_gen:.0f} s, train {t_train:.0f} s, "
-              f"unfold {t_unfold:.0f} s, total {time.perf_counter() - t0:.0f} s"]
+        lines.append(
+            f"  {name:8s} {_band(mt[name]):>24s} {_band(mr[name]):>24s} {_band(md[name]):>24s}"
+        )
+    lines.append(
+        "  (unfolded: the regressed mass that hepvld.unfold returns; summed daughters: the"
+        " mass of the sum of the unfolded leaves, a consistency check)"
+    )
+    lines += [
+        "",
+        *report.summary,
+        "",
+        f"report      {report.html}",
+        f"time        generate {t_gen:.0f} s, train {t_train:.0f} s, "
+        f"unfold {t_unfold:.0f} s, total {time.perf_counter() - t0:.0f} s",
+    ]
     print("\n".join(lines))
     return 0
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "EvaluationData", "load_evaluation_data", "load_training_truth", "unfold_draws"]
+__all__ = ["EvaluationData", "load_evaluation_data", "load_training_truth", "main", "unfold_draws"]
 
 log = logging.getLogger("hepvld.evaluate")
 
@@ -70,8 +70,13 @@ class EvaluationData:
 
     def subset(self, keep: np.ndarray) -> EvaluationData:
         """Events where ``keep (B,)`` is True."""
-        return EvaluationData(self.events[keep], self.truth[keep], self.weights[keep],
-                              self.features[keep], self.description)
+        return EvaluationData(
+            self.events[keep],
+            self.truth[keep],
+            self.weights[keep],
+            self.features[keep],
+            self.description,
+        )
 
 
 def _split_fractions(meta: dict[str, Any]) -> tuple[float, ...]:
@@ -81,8 +86,13 @@ def _split_fractions(meta: dict[str, Any]) -> tuple[float, ...]:
 
 
 def load_evaluation_data(
-    files: Sequence[Path], *, split: str, fractions: Sequence[float], max_jets: int,
-    tree: str = "Events", max_events: int | None = None,
+    files: Sequence[Path],
+    *,
+    split: str,
+    fractions: Sequence[float],
+    max_jets: int,
+    tree: str = "Events",
+    max_events: int | None = None,
 ) -> EvaluationData:
     """Read ``files``, select events with parton truth, keep the requested split.
 
@@ -109,17 +119,25 @@ def load_evaluation_data(
 
     events = open_events([str(f) for f in files], tree=tree, entry_stop=max_events)
     mask, cutflow = select(events, require_truth=True)
-    log.info("evaluation files: %d of %d events pass the selection (with truth)\n%s",
-             int(mask.sum()), len(mask), cutflow)
+    log.info(
+        "evaluation files: %d of %d events pass the selection (with truth)\n%s",
+        int(mask.sum()),
+        len(mask),
+        cutflow,
+    )
     events = events[np.asarray(mask, dtype=bool)]
     description = f"all {len(events)} selected events of {', '.join(str(f) for f in files)}"
     if split == "test":
         if len(fractions) <= _TEST:
-            raise SystemExit(f"the checkpoint's split {tuple(fractions)} has no test part; use --split all")
+            raise SystemExit(
+                f"the checkpoint's split {tuple(fractions)} has no test part; use --split all"
+            )
         labels = split_labels(ak.to_numpy(events.event).astype(np.uint64), fractions)
         events = events[labels == _TEST]
-        description = (f"held-out test split ({fractions[_TEST]:.0%} by event number) of "
-                       f"{', '.join(str(f) for f in files)}: {len(events)} events")
+        description = (
+            f"held-out test split ({fractions[_TEST]:.0%} by event number) of "
+            f"{', '.join(str(f) for f in files)}: {len(events)} events"
+        )
     elif split != "all":
         raise ValueError(f"split must be 'test' or 'all', got {split!r}")
     if len(events) == 0:
@@ -135,7 +153,11 @@ def load_evaluation_data(
 
 
 def load_training_truth(
-    meta: dict[str, Any], *, max_jets: int, tree: str = "Events", max_events: int | None = None,
+    meta: dict[str, Any],
+    *,
+    max_jets: int,
+    tree: str = "Events",
+    max_events: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str] | None:
     """Truth and flattened detector features of the checkpoint's training events.
 
@@ -148,26 +170,39 @@ def load_training_truth(
     files = [str(f) for f in meta.get("files", [])]
     missing = [f for f in files if not Path(f).is_file()]
     if not files or missing:
-        log.warning("training files of the checkpoint %s; no training truth",
-                    f"not found: {missing}" if missing else "not recorded")
+        log.warning(
+            "training files of the checkpoint %s; no training truth",
+            f"not found: {missing}" if missing else "not recorded",
+        )
         return None
     try:
-        tensors = load_tensors(files, max_jets=max_jets, require_truth=True, entry_stop=max_events, tree=tree)
-    except Exception as err:  # noqa: BLE001 - any reader failure means: fall back, and say why
+        tensors = load_tensors(
+            files, max_jets=max_jets, require_truth=True, entry_stop=max_events, tree=tree
+        )
+    except Exception as err:
         log.warning("cannot read the training files %s (%s); no training truth", files, err)
         return None
     train = split_by_event(tensors, _split_fractions(meta))[_TRAIN]
     if len(train) == 0:
         log.warning("the training split of %s is empty; no training truth", files)
         return None
-    return (np.asarray(train.targets, dtype=np.float64),
-            flatten_detector(train.objects, train.mask, train.globals),
-            f"train split of {', '.join(files)}: {len(train)} events")
+    return (
+        np.asarray(train.targets, dtype=np.float64),
+        flatten_detector(train.objects, train.mask, train.globals),
+        f"train split of {', '.join(files)}: {len(train)} events",
+    )
 
 
 def unfold_draws(
-    data: EvaluationData, model: Any, *, n_samples: int, sampler: str, steps: int,
-    batch_size: int, seed: int, device: str | None = None,
+    data: EvaluationData,
+    model: Any,
+    *,
+    n_samples: int,
+    sampler: str,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posterior draws of every evaluation event with :func:`hepvld.unfold`.
 
@@ -182,8 +217,17 @@ def unfold_draws(
 
     from hepvld.api import unfold
 
-    out = unfold(data.events, model=model, n_samples=n_samples, sampler=sampler, steps=steps,
-                 batch_size=batch_size, seed=seed, device=device, raw=True)
+    out = unfold(
+        data.events,
+        model=model,
+        n_samples=n_samples,
+        sampler=sampler,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+        raw=True,
+    )
     ok = ~ak.to_numpy(ak.is_none(out, axis=0))
     draws = np.full((len(data), n_samples, data.truth.shape[1]), np.nan)
     if ok.any():
@@ -200,37 +244,86 @@ def _parser() -> argparse.ArgumentParser:
         "and a one-page HTML summary (docs/evaluation.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--checkpoint", "-c", action="append", type=Path, default=[], metavar="RUN",
-                   help="run directory or checkpoint; repeat for several models (named by their "
-                   "registered model, e.g. VLD, UC-VLD)")
-    p.add_argument("--models", nargs="+", default=[], metavar="NAME=RUN",
-                   help="models with an explicit report name, e.g. --models vld=runs/vld cvae=runs/cvae")
-    p.add_argument("--data", "-d", nargs="+", required=True, type=Path, metavar="FILE",
-                   help="ROOT file(s) with parton-level truth to evaluate on")
+    p.add_argument(
+        "--checkpoint",
+        "-c",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="RUN",
+        help="run directory or checkpoint; repeat for several models (named by their "
+        "registered model, e.g. VLD, UC-VLD)",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=[],
+        metavar="NAME=RUN",
+        help="models with an explicit report name, e.g. --models vld=runs/vld cvae=runs/cvae",
+    )
+    p.add_argument(
+        "--data",
+        "-d",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="ROOT file(s) with parton-level truth to evaluate on",
+    )
     p.add_argument("--output", "-o", required=True, type=Path, help="report directory (created)")
-    p.add_argument("--split", choices=("test", "all"), default="test",
-                   help="'test': the held-out test split of --data by event number, as in "
-                   "training; 'all': every selected event (a separate file)")
-    p.add_argument("--n-samples", "-S", type=int, default=100, help="posterior draws per event (>= 2)")
-    p.add_argument("--sampler", default="dpmpp2m", choices=("ddpm", "ddim", "pndm", "dpmpp2m"),
-                   help="diffusion sampler")
+    p.add_argument(
+        "--split",
+        choices=("test", "all"),
+        default="test",
+        help="'test': the held-out test split of --data by event number, as in "
+        "training; 'all': every selected event (a separate file)",
+    )
+    p.add_argument(
+        "--n-samples", "-S", type=int, default=100, help="posterior draws per event (>= 2)"
+    )
+    p.add_argument(
+        "--sampler",
+        default="dpmpp2m",
+        choices=("ddpm", "ddim", "pndm", "dpmpp2m"),
+        help="diffusion sampler",
+    )
     p.add_argument("--steps", type=int, default=50, help="sampler steps")
-    p.add_argument("--max-events", type=int, default=None,
-                   help="read at most this many entries of --data (before selection and split)")
-    p.add_argument("--max-train-events", type=int, default=None,
-                   help="read at most this many entries of the training files (reference, floor)")
-    p.add_argument("--no-train-truth", action="store_true",
-                   help="do not read the training files: floor from test-truth halves, reference "
-                   "from the test truth marginal, no brute-force posterior")
+    p.add_argument(
+        "--max-events",
+        type=int,
+        default=None,
+        help="read at most this many entries of --data (before selection and split)",
+    )
+    p.add_argument(
+        "--max-train-events",
+        type=int,
+        default=None,
+        help="read at most this many entries of the training files (reference, floor)",
+    )
+    p.add_argument(
+        "--no-train-truth",
+        action="store_true",
+        help="do not read the training files: floor from test-truth halves, reference "
+        "from the test truth marginal, no brute-force posterior",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws, bootstrap and reference")
     p.add_argument("--batch-size", type=int, default=1024, help="events per network call")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--tree", default="Events", help="input tree name")
     p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates of every error")
-    p.add_argument("--global-draws", choices=("first", "all"), default="first",
-                   help="draws per event in the global distances ('first': one, as the paper)")
-    p.add_argument("--posterior-events", type=int, nargs="*", default=[0],
-                   help="indices of test events drawn as per-event posteriors")
+    p.add_argument(
+        "--global-draws",
+        choices=("first", "all"),
+        default="first",
+        help="draws per event in the global distances ('first': one, as the paper)",
+    )
+    p.add_argument(
+        "--posterior-events",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="indices of test events drawn as per-event posteriors",
+    )
     p.add_argument("--plot-formats", nargs="*", default=["png", "pdf"], help="figure file formats")
     p.add_argument("--no-plots", action="store_true", help="tables and HTML only, no figures")
     p.add_argument("--title", default=None, help="report title")
@@ -271,7 +364,11 @@ def _table1_lines(report: Any) -> list[str]:
 
 def _table1_values(report: Any) -> list[float]:
     """Every Table 1 value (without errors)."""
-    return [float(c[0] if isinstance(c, tuple) else c) for row in report.tables["table1"].rows for c in row[1:]]
+    return [
+        float(c[0] if isinstance(c, tuple) else c)
+        for row in report.tables["table1"].rows
+        for c in row[1:]
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,7 +377,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.n_samples < 2:
-        raise SystemExit("--n-samples must be >= 2 (per-event scores and calibration need two draws)")
+        raise SystemExit(
+            "--n-samples must be >= 2 (per-event scores and calibration need two draws)"
+        )
     specs = _model_specs(args)
     t_start = time.perf_counter()
 
@@ -296,26 +395,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     fractions = _split_fractions(first.meta)
     for name, um in models.items():
         if _split_fractions(um.meta) != fractions:
-            log.warning("%s was trained with split %s, not %s: its training and the test split may overlap",
-                        name, _split_fractions(um.meta), fractions)
+            log.warning(
+                "%s was trained with split %s, not %s: its training and the test split may overlap",
+                name,
+                _split_fractions(um.meta),
+                fractions,
+            )
     data_files = sorted(str(Path(f).resolve()) for f in args.data)
     if args.split == "all":
         for name, um in models.items():
             if data_files == sorted(str(Path(f).resolve()) for f in um.meta.get("files", [])):
-                log.warning("--split all on %s's own training files: the evaluation includes training events", name)
+                log.warning(
+                    "--split all on %s's own training files: the evaluation includes training events",
+                    name,
+                )
 
-    data = load_evaluation_data(args.data, split=args.split, fractions=fractions, max_jets=first.max_jets,
-                                tree=args.tree, max_events=args.max_events)
+    data = load_evaluation_data(
+        args.data,
+        split=args.split,
+        fractions=fractions,
+        max_jets=first.max_jets,
+        tree=args.tree,
+        max_events=args.max_events,
+    )
     log.info("evaluating on %s", data.description)
 
     draws_by_model: dict[str, np.ndarray] = {}
     keep = np.ones(len(data), dtype=bool)
     for name, um in models.items():
         t0 = time.perf_counter()
-        draws, ok = unfold_draws(data, um, n_samples=args.n_samples, sampler=args.sampler, steps=args.steps,
-                                 batch_size=args.batch_size, seed=args.seed, device=args.device)
-        log.info("%s: %d events x %d draws (%s, %d steps) in %.1f s", name, int(ok.sum()), args.n_samples,
-                 args.sampler, args.steps, time.perf_counter() - t0)
+        draws, ok = unfold_draws(
+            data,
+            um,
+            n_samples=args.n_samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+        )
+        log.info(
+            "%s: %d events x %d draws (%s, %d steps) in %.1f s",
+            name,
+            int(ok.sum()),
+            args.n_samples,
+            args.sampler,
+            args.steps,
+            time.perf_counter() - t0,
+        )
         draws_by_model[name] = draws
         keep &= ok
     if not keep.all():
@@ -325,29 +452,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train = None
     if args.no_train_truth:
-        log.info("--no-train-truth: floor from test-truth halves, reference from the test truth marginal")
+        log.info(
+            "--no-train-truth: floor from test-truth halves, reference from the test truth marginal"
+        )
     else:
-        train = load_training_truth(first.meta, max_jets=first.max_jets, tree=args.tree,
-                                    max_events=args.max_train_events)
+        train = load_training_truth(
+            first.meta, max_jets=first.max_jets, tree=args.tree, max_events=args.max_train_events
+        )
         if train is None:
-            log.warning("no training truth: the floor uses the test truth split in halves (B/2 events) "
-                        "and the reference the test truth marginal")
+            log.warning(
+                "no training truth: the floor uses the test truth split in halves (B/2 events) "
+                "and the reference the test truth marginal"
+            )
     train_truth, train_features = (train[0], train[1]) if train is not None else (None, None)
     if train is not None:
         log.info("training truth: %s", train[2])
 
     title = args.title or f"hepvld evaluation: {', '.join(models)} on {len(data)} events"
     report = write_report(
-        args.output, data.truth, draws_by_model, weights=data.weights,
-        train_truth=train_truth, train_features=train_features,
+        args.output,
+        data.truth,
+        draws_by_model,
+        weights=data.weights,
+        train_truth=train_truth,
+        train_features=train_features,
         test_features=data.features if train is not None else None,
         posterior_events=[i for i in args.posterior_events if 0 <= i < len(data)],
-        n_boot=args.n_boot, global_draws=args.global_draws, plot_formats=tuple(args.plot_formats),
-        plots=not args.no_plots, seed=args.seed, title=title,
+        n_boot=args.n_boot,
+        global_draws=args.global_draws,
+        plot_formats=tuple(args.plot_formats),
+        plots=not args.no_plots,
+        seed=args.seed,
+        title=title,
     )
-    print(f"evaluated {', '.join(models)} on {data.description} "
-          f"({args.n_samples} draws, {args.sampler} {args.steps} steps) in {time.perf_counter() - t_start:.0f} s")
-    print(f"Table 1 (sum over 55 components; columns {', '.join(report.tables['table1'].columns[1:])}):")
+    print(
+        f"evaluated {', '.join(models)} on {data.description} "
+        f"({args.n_samples} draws, {args.sampler} {args.steps} steps) in {time.perf_counter() - t_start:.0f} s"
+    )
+    print(
+        f"Table 1 (sum over 55 components; columns {', '.join(report.tables['table1'].columns[1:])}):"
+    )
     for line in _table1_lines(report):
         print(f"  {line}")
     print(f"summary: {report.html}")

@@ -40,7 +40,6 @@ __all__ = [
     "export_sampler",
     "load_exported",
     "read_metadata",
-    "VLDTorchWrapper",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,8 +111,12 @@ class ExportableSampler(nn.Module):
             n_features = int(model.detector_encoder.in_features)
             n_globals = int(model.detector_encoder.global_features)
             self.normalizer = _DetectorNormalizer(detector_preprocessor, n_features, n_globals)
-            self.register_buffer("target_mean", torch.as_tensor(target_preprocessor.mean, dtype=torch.float32))
-            self.register_buffer("target_scale", torch.as_tensor(target_preprocessor.scale, dtype=torch.float32))
+            self.register_buffer(
+                "target_mean", torch.as_tensor(target_preprocessor.mean, dtype=torch.float32)
+            )
+            self.register_buffer(
+                "target_scale", torch.as_tensor(target_preprocessor.scale, dtype=torch.float32)
+            )
 
     def forward(self, objects: Tensor, mask: Tensor, globals: Tensor, noise: Tensor) -> Tensor:
         """Posterior draws.
@@ -133,8 +136,13 @@ class ExportableSampler(nn.Module):
         if self.normalizer is not None:
             objects, globals = self.normalizer(objects, mask, globals)
         draws = self.model.sample(
-            objects, mask, globals, n_samples=noise.shape[1], sampler=self.sampler,
-            steps=self.steps, noise=noise,
+            objects,
+            mask,
+            globals,
+            n_samples=noise.shape[1],
+            sampler=self.sampler,
+            steps=self.steps,
+            noise=noise,
         )
         if self.normalizer is not None:
             draws = draws * self.target_scale + self.target_mean
@@ -184,7 +192,9 @@ def export_sampler(
         if max_jets is None:
             raise ValueError("max_jets is needed for a bare network")
     wrapper = ExportableSampler(
-        net, sampler=sampler, steps=steps,
+        net,
+        sampler=sampler,
+        steps=steps,
         detector_preprocessor=det_pre if physical else None,
         target_preprocessor=tgt_pre if physical else None,
     ).eval()
@@ -199,14 +209,22 @@ def export_sampler(
     )
     batch = torch.export.Dim("batch", min=0)
     draws = torch.export.Dim("draws", min=1)
-    dynamic = {"objects": {0: batch}, "mask": {0: batch}, "globals": {0: batch},
-               "noise": {0: batch, 1: draws}}
+    dynamic = {
+        "objects": {0: batch},
+        "mask": {0: batch},
+        "globals": {0: batch},
+        "noise": {0: batch, 1: draws},
+    }
     with torch.no_grad():
         program = torch.export.export(wrapper, example, dynamic_shapes=dynamic)
     metadata = {
-        "sampler": sampler, "steps": int(steps), "physical": bool(physical),
-        "max_jets": int(max_jets), "noise_dim": int(net.noise_dim),
-        "object_features": int(enc.in_features), "global_features": int(enc.global_features),
+        "sampler": sampler,
+        "steps": int(steps),
+        "physical": bool(physical),
+        "max_jets": int(max_jets),
+        "noise_dim": int(net.noise_dim),
+        "object_features": int(enc.in_features),
+        "global_features": int(enc.global_features),
     }
     log.info("exported %s sampler with %d steps (physical=%s)", sampler, steps, physical)
     if path is not None:
@@ -214,7 +232,9 @@ def export_sampler(
     return program
 
 
-def load_exported(path: str | os.PathLike[str]) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
+def load_exported(
+    path: str | os.PathLike[str],
+) -> tuple[torch.export.ExportedProgram, dict[str, Any]]:
     """``(program, metadata)`` of a file written by :func:`export_sampler` (``path=``)."""
     extra = {_METADATA: ""}
     program = torch.export.load(path, extra_files=extra)
@@ -245,7 +265,9 @@ def _make_torch_wrapper() -> type:
             Noise seed (draws depend only on ``(seed, event number)``).
         """
 
-        def __init__(self, path: str | os.PathLike[str], *, n_samples: int = 10, seed: int = 0) -> None:
+        def __init__(
+            self, path: str | os.PathLike[str], *, n_samples: int = 10, seed: int = 0
+        ) -> None:
             super().__init__(os.fspath(path), expected_output_shape=None)
             meta = read_metadata(path)
             if not meta.get("physical", False):
@@ -256,9 +278,13 @@ def _make_torch_wrapper() -> type:
         def validate_numpy_input(self, *args: np.ndarray, **kwargs: np.ndarray) -> None:
             objects, mask, glob, noise = args
             n = 1 + self.max_jets
-            if objects.ndim != 3 or objects.shape[1] != n or mask.shape != objects.shape[:2] \
-                    or glob.shape[0] != objects.shape[0] \
-                    or noise.shape != (objects.shape[0], self.n_samples, self.noise_dim):
+            if (
+                objects.ndim != 3
+                or objects.shape[1] != n
+                or mask.shape != objects.shape[:2]
+                or glob.shape[0] != objects.shape[0]
+                or noise.shape != (objects.shape[0], self.n_samples, self.noise_dim)
+            ):
                 raise ValueError(
                     f"unexpected input shapes {[a.shape for a in args]} (N = {n}, "
                     f"S = {self.n_samples}, D = {self.noise_dim})"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import awkward as ak
 import numpy as np
@@ -29,19 +29,19 @@ import numpy as np
 from hepvld.physics.constants import PARTONS
 
 __all__ = [
+    "DEFAULT_OBSERVABLES",
+    "PARTON_LABELS",
+    "QUANTITIES",
+    "Binning",
     "Observable",
     "PartonQuantity",
-    "Binning",
-    "QUANTITIES",
-    "PARTON_LABELS",
-    "DEFAULT_OBSERVABLES",
     "builtin",
-    "resolve_observables",
     "evaluate",
+    "resolve_observables",
 ]
 
 #: Binning: ``(n, low, high)`` regular bins, or a sequence of ≥ 2 increasing edges.
-Binning = Union[tuple[int, float, float], Sequence[float]]
+Binning: TypeAlias = tuple[int, float, float] | Sequence[float]
 
 #: Built-in quantities: LaTeX symbol and unit ("" for none).
 QUANTITIES: dict[str, tuple[str, str]] = {
@@ -125,12 +125,16 @@ class Observable:
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or self.name == "draw":
-            raise ValueError(f"observable name must be an identifier other than 'draw', got {self.name!r}")
+            raise ValueError(
+                f"observable name must be an identifier other than 'draw', got {self.name!r}"
+            )
         if not callable(self.func):
             raise TypeError(f"func of observable {self.name!r} is not callable")
         edges = self.edges
         if len(edges) < 2 or not np.all(np.diff(edges) > 0):
-            raise ValueError(f"bins of {self.name!r} must give >= 2 increasing edges, got {self.bins!r}")
+            raise ValueError(
+                f"bins of {self.name!r} must give >= 2 increasing edges, got {self.bins!r}"
+            )
 
     @property
     def edges(self) -> np.ndarray:
@@ -147,7 +151,9 @@ class Observable:
         b = tuple(self.bins)
         label = self.label or self.name
         if len(b) == 3 and isinstance(b[0], (int, np.integer)) and not isinstance(b[0], bool):
-            return hist.axis.Regular(int(b[0]), float(b[1]), float(b[2]), name=self.name, label=label)
+            return hist.axis.Regular(
+                int(b[0]), float(b[1]), float(b[2]), name=self.name, label=label
+            )
         return hist.axis.Variable(self.edges, name=self.name, label=label)
 
     def with_bins(self, bins: Binning) -> Observable:
@@ -168,7 +174,9 @@ def builtin(name: str) -> Observable:
         )
     symbol, unit = QUANTITIES[quantity]
     label = f"${symbol}({PARTON_LABELS[parton]})$" + (f" [{unit}]" if unit else "")
-    return Observable(name, PartonQuantity(parton, quantity), _default_bins(parton, quantity), label)
+    return Observable(
+        name, PartonQuantity(parton, quantity), _default_bins(parton, quantity), label
+    )
 
 
 def resolve_observables(

@@ -34,15 +34,21 @@ import numpy as np
 from coffea import processor
 
 from hepvld.features.selection import Cutflow
-from hepvld.observables import DEFAULT_OBSERVABLES, Binning, Observable, evaluate, resolve_observables
+from hepvld.observables import (
+    DEFAULT_OBSERVABLES,
+    Binning,
+    Observable,
+    evaluate,
+    resolve_observables,
+)
 
 __all__ = [
+    "DRAW_AXIS",
+    "REPRODUCIBLE_SAMPLERS",
     "UnfoldingProcessor",
     "cached_model",
     "clear_model_cache",
     "torch_threads",
-    "DRAW_AXIS",
-    "REPRODUCIBLE_SAMPLERS",
 ]
 
 log = logging.getLogger(__name__)
@@ -179,11 +185,19 @@ class UnfoldingProcessor(processor.ProcessorABC):
     # ------------------------------------------------------------------ output
     def empty_output(self) -> dict[str, Any]:
         """The output of one dataset for zero events (histograms with the final axes)."""
-        draw = hist.axis.Integer(0, self.n_samples, name=DRAW_AXIS, label="posterior draw",
-                                 underflow=False, overflow=False)
+        draw = hist.axis.Integer(
+            0,
+            self.n_samples,
+            name=DRAW_AXIS,
+            label="posterior draw",
+            underflow=False,
+            overflow=False,
+        )
         weight = hist.storage.Weight()
         return {
-            "unfolded": {o.name: hist.Hist(draw, o.axis(), storage=weight) for o in self.observables},
+            "unfolded": {
+                o.name: hist.Hist(draw, o.axis(), storage=weight) for o in self.observables
+            },
             "detector": {o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables},
             "truth": {o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables},
             "cutflow": Cutflow(),
@@ -238,7 +252,9 @@ class UnfoldingProcessor(processor.ProcessorABC):
         draw_weights = np.repeat(weights, s)
         detector = pseudo_top(events)
         for o in self.observables:
-            out["unfolded"][o.name].fill(draw, evaluate(o, unfolded).reshape(n * s), weight=draw_weights)
+            out["unfolded"][o.name].fill(
+                draw, evaluate(o, unfolded).reshape(n * s), weight=draw_weights
+            )
             out["detector"][o.name].fill(evaluate(o, detector), weight=weights)
         if self.truth and "GenPart" in ak.fields(events):
             self._fill_truth(out, events, weights)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "prepare_data", "build_from_meta"]
+__all__ = ["build_from_meta", "main", "prepare_data"]
 
 log = logging.getLogger("hepvld.train")
 
@@ -60,8 +60,12 @@ def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
     toml = load_toml(args.config) if args.config else {}
     unknown = set(toml) - {"train", "model"}
     if unknown:
-        raise SystemExit(f"{args.config}: unknown TOML tables {sorted(unknown)}; use [train] and [model]")
-    train_cfg = merge(TrainConfig, None, toml.get("train"), namespace_overrides(args, TrainConfig, "train"))
+        raise SystemExit(
+            f"{args.config}: unknown TOML tables {sorted(unknown)}; use [train] and [model]"
+        )
+    train_cfg = merge(
+        TrainConfig, None, toml.get("train"), namespace_overrides(args, TrainConfig, "train")
+    )
     model_over = dict(namespace_overrides(args, ModelConfig, "model"))
     variant = args.model if args.model in ("vld", "uc-vld", "c-vld") else None
     if variant:
@@ -71,7 +75,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def prepare_data(
-    files: Sequence[Path], *, max_jets: int, tree: str = "Events", entry_stop: int | None = None,
+    files: Sequence[Path],
+    *,
+    max_jets: int,
+    tree: str = "Events",
+    entry_stop: int | None = None,
     preprocessing: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Read, split and preprocess; returns ``(train, val, preprocessing_state)``.
@@ -83,13 +91,24 @@ def prepare_data(
     from hepvld.data import load_tensors, split_by_event
     from hepvld.features import DetectorPreprocessor, TargetPreprocessor
 
-    tensors = load_tensors([str(f) for f in files], max_jets=max_jets, require_truth=True,
-                           entry_stop=entry_stop, tree=tree)
+    tensors = load_tensors(
+        [str(f) for f in files],
+        max_jets=max_jets,
+        require_truth=True,
+        entry_stop=entry_stop,
+        tree=tree,
+    )
     if len(tensors) == 0:
-        raise SystemExit(f"no event of {[str(f) for f in files]} passes the selection:\n{tensors.cutflow}")
+        raise SystemExit(
+            f"no event of {[str(f) for f in files]} passes the selection:\n{tensors.cutflow}"
+        )
     train, val, test = split_by_event(tensors, SPLIT)
-    log.info("split by event number: %d train, %d validation, %d test (held out)",
-             len(train), len(val), len(test))
+    log.info(
+        "split by event number: %d train, %d validation, %d test (held out)",
+        len(train),
+        len(val),
+        len(test),
+    )
     if preprocessing is None:
         det_pre = DetectorPreprocessor().fit(train.objects, train.mask, train.globals)
         tgt_pre = TargetPreprocessor().fit(train.targets, train.weights)
@@ -114,7 +133,7 @@ def prepare_data(
     return arrays(train), arrays(val), state
 
 
-def build_from_meta(meta: dict[str, Any]):  # noqa: ANN201 - returns an nn.Module
+def build_from_meta(meta: dict[str, Any]):
     """Rebuild an (untrained) model from a checkpoint's ``extra`` metadata."""
     import torch
 
@@ -137,11 +156,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hepvld.config import to_dict
 
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     train_cfg, model_cfg = resolve_configs(args)
     if args.dry_run:
-        print(json.dumps({"model": args.model, "train": to_dict(train_cfg), "model_config": to_dict(model_cfg),
-                          "files": [str(f) for f in args.files], "run_dir": str(args.run_dir)}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "train": to_dict(train_cfg),
+                    "model_config": to_dict(model_cfg),
+                    "files": [str(f) for f in args.files],
+                    "run_dir": str(args.run_dir),
+                },
+                indent=2,
+            )
+        )
         return 0
 
     from hepvld.training import train
@@ -151,10 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         saved = load_checkpoint(args.run_dir).meta["extra"]
         if saved["model"] != args.model:
-            raise SystemExit(f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}")
+            raise SystemExit(
+                f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
+            )
         model_cfg = type(model_cfg).from_dict(saved["model_config"])
-    train_data, val_data, prep = prepare_data(args.files, max_jets=args.max_jets, tree=args.tree,
-                                              entry_stop=args.max_events, preprocessing=saved)
+    train_data, val_data, prep = prepare_data(
+        args.files,
+        max_jets=args.max_jets,
+        tree=args.tree,
+        entry_stop=args.max_events,
+        preprocessing=saved,
+    )
     meta = {
         "model": args.model,
         "model_config": to_dict(model_cfg),
@@ -176,8 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = build_from_meta(meta)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s (%s preset): %.2fM parameters", args.model, args.preset, n_params / 1e6)
-    result = train(model, train_data, val_data, train_cfg, args.run_dir, extra_state=meta, resume=args.resume)
-    log.info("finished at step %d (%s); checkpoint %s", result.step, result.stopped, result.checkpoint)
+    result = train(
+        model, train_data, val_data, train_cfg, args.run_dir, extra_state=meta, resume=args.resume
+    )
+    log.info(
+        "finished at step %d (%s); checkpoint %s", result.step, result.stopped, result.checkpoint
+    )
     return 0
 
 

@@ -55,7 +55,9 @@ def write_unfolded(
     present = ~ak.to_numpy(ak.is_none(unfolded, axis=0))
     rows = ak.drop_none(unfolded, axis=0)
     draws = {
-        f"{parton}_{comp}": ak.from_regular(ak.values_astype(getattr(rows[parton], comp), np.float32), axis=1)
+        f"{parton}_{comp}": ak.from_regular(
+            ak.values_astype(getattr(rows[parton], comp), np.float32), axis=1
+        )
         for parton in PARTONS
         for comp in ("pt", "eta", "phi", "mass")
     }
@@ -65,7 +67,9 @@ def write_unfolded(
     }
     codec = {"zstd": uproot.ZSTD(5), "lz4": uproot.LZ4(4), "zlib": uproot.ZLIB(4), "none": None}
     with uproot.recreate(path, compression=codec[compression]) as f:
-        tree = f.mktree("Unfolded", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()})
+        tree = f.mktree(
+            "Unfolded", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}
+        )
         tree.extend(data)
     return int(present.sum())
 
@@ -77,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
         "posterior draws of the 11 partons to a ROOT file.",
     )
     p.add_argument("files", nargs="+", type=Path, help="input ROOT files (NanoAOD-like)")
-    p.add_argument("--checkpoint", "-c", required=True, type=Path, help="run directory or checkpoint")
+    p.add_argument(
+        "--checkpoint", "-c", required=True, type=Path, help="run directory or checkpoint"
+    )
     p.add_argument("--output", "-o", required=True, type=Path, help="output ROOT file")
     p.add_argument("--tree", default="Events", help="input tree name (default: %(default)s)")
     p.add_argument("--n-samples", "-S", type=int, default=100, help="posterior draws per event")
@@ -108,7 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    numbers = ak.to_numpy(events["event"]) if "event" in ak.fields(events) else np.arange(len(events))
+    numbers = (
+        ak.to_numpy(events["event"]) if "event" in ak.fields(events) else np.arange(len(events))
+    )
     n = write_unfolded(args.output, result, numbers, args.compression)
     log.info("wrote %d events x %d draws to %s", n, args.n_samples, args.output)
     log.info("selection:\n%s", result.attrs["cutflow"])
@@ -119,7 +127,7 @@ class _CallableModule(types.ModuleType):
     """Importing this CLI module rebinds ``hepvld.unfold`` to it (Python's import system
     sets the package attribute); calling it still runs :func:`hepvld.api.unfold`."""
 
-    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+    def __call__(self, *args, **kwargs):
         from hepvld.api import unfold
 
         return unfold(*args, **kwargs)

@@ -34,7 +34,11 @@ def test_loss_closed_forms() -> None:
 def test_eps_fn_sees_diffused_input() -> None:
     g = torch.Generator().manual_seed(0)
     schedule = FixedLinearSchedule()
-    z0, noise, t = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), torch.rand(4, generator=g)
+    z0, noise, t = (
+        torch.randn(4, 5, generator=g),
+        torch.randn(4, 5, generator=g),
+        torch.rand(4, generator=g),
+    )
     seen = {}
 
     def eps_fn(z_t: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
@@ -64,7 +68,11 @@ def test_mask_ignores_padding() -> None:
     for row in range(2):
         n = int(mask[row].sum())
         ref = continuous_diffusion_loss(
-            lambda z, t_: 0.3 * z, schedule, z0[row : row + 1, :n], t[row : row + 1], noise[row : row + 1, :n]
+            lambda z, t_: 0.3 * z,
+            schedule,
+            z0[row : row + 1, :n],
+            t[row : row + 1],
+            noise[row : row + 1, :n],
         )
         torch.testing.assert_close(loss[row : row + 1], ref)
 
@@ -81,7 +89,10 @@ def test_gradients_reach_schedule_and_denoiser() -> None:
     g = torch.Generator().manual_seed(1)
     z0, noise = torch.randn(32, 4, generator=g), torch.randn(32, 4, generator=g)
     t = sample_times(32, g)
-    loss = continuous_diffusion_loss(eps_fn, schedule, z0, t, noise).mean() + prior_kl(z0, schedule).mean()
+    loss = (
+        continuous_diffusion_loss(eps_fn, schedule, z0, t, noise).mean()
+        + prior_kl(z0, schedule).mean()
+    )
     loss.backward()
     for name, p in [*schedule.named_parameters(), *net.named_parameters()]:
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
@@ -93,7 +104,9 @@ def test_sample_times() -> None:
     torch.testing.assert_close(t.sort().values.diff(), torch.full((7,), 1 / 8))
     again = sample_times(8, torch.Generator().manual_seed(0))
     assert torch.equal(t, again)
-    iid = sample_times(1000, torch.Generator().manual_seed(0), antithetic=False, dtype=torch.float64)
+    iid = sample_times(
+        1000, torch.Generator().manual_seed(0), antithetic=False, dtype=torch.float64
+    )
     assert iid.dtype == torch.float64 and torch.all((iid >= 0) & (iid < 1))
     assert abs(iid.mean().item() - 0.5) < 0.05
 
@@ -115,7 +128,10 @@ def test_latent_reconstruction_and_kl() -> None:
     alpha0, sigma0 = schedule.alpha_sigma(torch.zeros(1, dtype=torch.float64))
     torch.testing.assert_close(loc, z0 / alpha0)
     torch.testing.assert_close(log_scale.exp(), (sigma0 / alpha0).expand(5, 3))
-    mean, log_std = torch.randn(5, 3, dtype=torch.float64), 0.1 * torch.randn(5, 3, dtype=torch.float64)
+    mean, log_std = (
+        torch.randn(5, 3, dtype=torch.float64),
+        0.1 * torch.randn(5, 3, dtype=torch.float64),
+    )
     ref = kl_divergence(Normal(mean, log_std.exp()), Normal(loc, log_scale.exp())).sum(-1)
     torch.testing.assert_close(gaussian_kl(mean, log_std, loc, log_scale), ref)
     torch.testing.assert_close(latent_kl(mean, log_std, z0, schedule), ref)

@@ -48,7 +48,12 @@ from hepvld.diffusion.losses import EpsFn
 MU = torch.tensor([0.0, 2.0, -1.5, 0.5])
 STD = torch.tensor([1.0, 0.5, 2.0, 0.1])
 N_DRAWS = 20_000
-STEPS_AND_ALLOWANCE = {"ddpm": (1000, 1.2e-2), "ddim": (500, 1.2e-2), "pndm": (100, 2e-3), "dpmpp2m": (100, 3e-3)}
+STEPS_AND_ALLOWANCE = {
+    "ddpm": (1000, 1.2e-2),
+    "ddim": (500, 1.2e-2),
+    "pndm": (100, 2e-3),
+    "dpmpp2m": (100, 3e-3),
+}
 
 
 def exact_eps(gamma_fn, mu: torch.Tensor = MU, std: torch.Tensor = STD) -> EpsFn:
@@ -99,7 +104,9 @@ def test_reproduces_gaussian(name: str, schedule_name: str) -> None:
     g = torch.Generator().manual_seed(1234)
     mean1, std1 = marginal(schedule, 1.0)
     noise = mean1 + std1 * torch.randn(N_DRAWS, 4, generator=g)
-    z0 = get_sampler(name)(exact_eps(schedule.gamma), schedule.gamma, noise, steps=steps, generator=g)
+    z0 = get_sampler(name)(
+        exact_eps(schedule.gamma), schedule.gamma, noise, steps=steps, generator=g
+    )
     assert z0.shape == noise.shape and z0.dtype == noise.dtype
     _check_gaussian(z0, schedule, allowance)
 
@@ -113,7 +120,9 @@ def test_logsnr_spacing_on_cosine_schedule(name: str) -> None:
     g = torch.Generator().manual_seed(99)
     mean1, std1 = marginal(schedule, 1.0)
     noise = mean1 + std1 * torch.randn(N_DRAWS, 4, generator=g)
-    z0 = SAMPLERS[name](exact_eps(schedule.gamma), schedule.gamma, noise, steps=50, spacing="logsnr")
+    z0 = SAMPLERS[name](
+        exact_eps(schedule.gamma), schedule.gamma, noise, steps=50, spacing="logsnr"
+    )
     _check_gaussian(z0, schedule, 4e-3)
 
 
@@ -136,7 +145,10 @@ def test_sets_shape_and_small_step_counts(name: str, steps: int) -> None:
     mu = torch.tensor([0.0, 1.0, -1.0])
     with torch.no_grad():
         out = SAMPLERS[name](
-            exact_eps(schedule.gamma, mu, std), schedule.gamma, noise, steps=steps,
+            exact_eps(schedule.gamma, mu, std),
+            schedule.gamma,
+            noise,
+            steps=steps,
             generator=torch.Generator().manual_seed(1),
         )
     assert out.shape == (6, 5, 3) and torch.isfinite(out).all()
@@ -149,12 +161,17 @@ def test_determinism_and_generator(name: str) -> None:
 
     def run(seed: int) -> torch.Tensor:
         return SAMPLERS[name](
-            exact_eps(schedule.gamma), schedule.gamma, noise, steps=10,
+            exact_eps(schedule.gamma),
+            schedule.gamma,
+            noise,
+            steps=10,
             generator=torch.Generator().manual_seed(seed),
         )
 
     assert torch.equal(run(7), run(7))
-    assert torch.equal(noise, torch.randn(64, 4, generator=torch.Generator().manual_seed(0)))  # not modified
+    assert torch.equal(
+        noise, torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    )  # not modified
     if name == "ddpm":
         assert not torch.allclose(run(7), run(8))
     else:
@@ -171,11 +188,23 @@ def test_time_grid_and_schedule_are_used(name: str) -> None:
         return 0.5 * z_t
 
     noise = torch.randn(8, 2, generator=torch.Generator().manual_seed(0))
-    a = SAMPLERS[name](eps_fn, FixedLinearSchedule().gamma, noise, steps=8, generator=torch.Generator().manual_seed(0))
+    a = SAMPLERS[name](
+        eps_fn,
+        FixedLinearSchedule().gamma,
+        noise,
+        steps=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert seen[0] == 1.0 and min(seen) >= 0.0
     expected_nfe = {"pndm": 8 + 9}.get(name, 8)
     assert len(seen) == expected_nfe
-    b = SAMPLERS[name](eps_fn, FixedLinearSchedule(-10.0, 3.0).gamma, noise, steps=8, generator=torch.Generator().manual_seed(0))
+    b = SAMPLERS[name](
+        eps_fn,
+        FixedLinearSchedule(-10.0, 3.0).gamma,
+        noise,
+        steps=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert not torch.allclose(a, b)
 
 
@@ -198,5 +227,5 @@ def test_timesteps() -> None:
 def test_get_sampler() -> None:
     assert set(SAMPLERS) == {"ddpm", "ddim", "pndm", "dpmpp2m"}
     assert get_sampler("pndm") is SAMPLERS["pndm"]
-    with pytest.raises(ValueError, match="ddim.*ddpm.*dpmpp2m.*pndm"):
+    with pytest.raises(ValueError, match=r"ddim.*ddpm.*dpmpp2m.*pndm"):
         get_sampler("euler")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import vector
-
 from evaluation_toys import physical_toy
+
 from hepvld.evaluation.aggregates import (
     COMPONENT_TYPES,
     FEATURE_DIM,
@@ -15,7 +15,13 @@ from hepvld.evaluation.aggregates import (
     kinematics,
     kinematics_to_targets,
 )
-from hepvld.evaluation.bootstrap import bootstrap_counts, bootstrap_mean, compare_samples, global_sample, truth_floor
+from hepvld.evaluation.bootstrap import (
+    bootstrap_counts,
+    bootstrap_mean,
+    compare_samples,
+    global_sample,
+    truth_floor,
+)
 from hepvld.physics.constants import PARTONS
 
 
@@ -67,7 +73,7 @@ def test_aggregate_sums():
 
 def test_bootstrap_mean_error_matches_standard_error(rng):
     values = rng.normal(size=(4000, 1))
-    mean, reps = bootstrap_mean(values, n_boot=200, rng=rng)
+    _mean, reps = bootstrap_mean(values, n_boot=200, rng=rng)
     assert np.std(reps[:, 0]) == pytest.approx(1 / np.sqrt(4000), rel=0.25)
 
 
@@ -90,4 +96,6 @@ def test_compare_and_floor(rng):
     assert floor2.n_test == 600
     # a model that is far off is far above the floor
     far = compare_samples(truth + 100.0, truth, n_boot=0, rng=rng)
-    assert far.aggregates("wasserstein")["total"][0] > 10 * floor.aggregates("wasserstein")["total"][0]
+    assert (
+        far.aggregates("wasserstein")["total"][0] > 10 * floor.aggregates("wasserstein")["total"][0]
+    )

@@ -5,10 +5,15 @@ from hepvld.evaluation.scores import constant_components, energy_score
 
 def test_float32_rounding_noise_counts_as_constant() -> None:
     rng = np.random.default_rng(0)
-    truth = np.stack([rng.normal(0, 50, 1000),                      # real spread
-                      rng.normal(0, 7e-6, 1000),                    # tt̄ px after float32
-                      np.full(1000, 4.8),                           # b mass
-                      rng.choice([0.000511, 0.10566], 1000)], -1)   # lepton mass: two values
+    truth = np.stack(
+        [
+            rng.normal(0, 50, 1000),  # real spread
+            rng.normal(0, 7e-6, 1000),  # tt̄ px after float32
+            np.full(1000, 4.8),  # b mass
+            rng.choice([0.000511, 0.10566], 1000),
+        ],
+        -1,
+    )  # lepton mass: two values
     assert constant_components(truth).tolist() == [False, True, True, False]
 
 

@@ -30,9 +30,15 @@ def test_agrees_with_scipy_uniform(samples):
     x, y = samples
     d = distances(x, y)
     for c in range(x.shape[1]):
-        assert d["wasserstein"][c] == pytest.approx(scipy.stats.wasserstein_distance(x[:, c], y[:, c]), rel=1e-12)
-        assert d["energy"][c] == pytest.approx(scipy.stats.energy_distance(x[:, c], y[:, c]), rel=1e-12)
-        assert d["ks"][c] == pytest.approx(scipy.stats.ks_2samp(x[:, c], y[:, c]).statistic, abs=1e-12)
+        assert d["wasserstein"][c] == pytest.approx(
+            scipy.stats.wasserstein_distance(x[:, c], y[:, c]), rel=1e-12
+        )
+        assert d["energy"][c] == pytest.approx(
+            scipy.stats.energy_distance(x[:, c], y[:, c]), rel=1e-12
+        )
+        assert d["ks"][c] == pytest.approx(
+            scipy.stats.ks_2samp(x[:, c], y[:, c]).statistic, abs=1e-12
+        )
 
 
 def test_agrees_with_scipy_weighted(samples, rng):
@@ -43,7 +49,9 @@ def test_agrees_with_scipy_weighted(samples, rng):
         assert d["wasserstein"][c] == pytest.approx(
             scipy.stats.wasserstein_distance(x[:, c], y[:, c], wx, wy), rel=1e-10
         )
-        assert d["energy"][c] == pytest.approx(scipy.stats.energy_distance(x[:, c], y[:, c], wx, wy), rel=1e-10)
+        assert d["energy"][c] == pytest.approx(
+            scipy.stats.energy_distance(x[:, c], y[:, c], wx, wy), rel=1e-10
+        )
 
 
 def test_identical_samples_are_zero(rng):
@@ -72,7 +80,9 @@ def test_integer_weights_equal_duplication(samples, rng):
     weighted = distances(x, y, kx.astype(float), ky.astype(float))
     duplicated = distances(np.repeat(x, kx, axis=0), np.repeat(y, ky, axis=0))
     for name in ("wasserstein", "energy", "ks"):
-        np.testing.assert_allclose(weighted[name], duplicated[name], rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            weighted[name], duplicated[name], rtol=1e-9, atol=1e-12, err_msg=name
+        )
 
 
 def test_bootstrap_counts_equal_resampling(samples, rng):
@@ -84,7 +94,9 @@ def test_bootstrap_counts_equal_resampling(samples, rng):
     weighted = distances(x, y, kx.astype(float), ky.astype(float), kl_range=lim)
     resampled = distances(np.repeat(x, kx, axis=0), np.repeat(y, ky, axis=0), kl_range=lim)
     for name in weighted:
-        np.testing.assert_allclose(weighted[name], resampled[name], rtol=1e-9, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(
+            weighted[name], resampled[name], rtol=1e-9, atol=1e-12, err_msg=name
+        )
 
 
 def test_weight_scale_invariance(samples, rng):
@@ -111,7 +123,9 @@ def test_batched_weights_match_single(samples, rng):
     for r in range(3):
         single = pairs.compute(wx[r], wy[r])
         for name in single:
-            np.testing.assert_allclose(batch[name][r], single[name], rtol=1e-10, atol=1e-13, err_msg=name)
+            np.testing.assert_allclose(
+                batch[name][r], single[name], rtol=1e-10, atol=1e-13, err_msg=name
+            )
     batch32 = pairs.compute(wx, wy)  # float32 default for batches
     np.testing.assert_allclose(batch32["wasserstein"], batch["wasserstein"], rtol=1e-4)
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 import json
 from html.parser import HTMLParser
 
-import numpy as np
 import pytest
 
 pytest.importorskip("mplhep")
 
 from evaluation_toys import physical_toy
+
 from hepvld.evaluation import plots
 from hepvld.evaluation.calibration import coverage, rank_histogram, ranks
 from hepvld.evaluation.posterior import brute_force_posterior
@@ -29,12 +29,16 @@ def test_plots_render(toy, rng, tmp_path):
 
     backend = matplotlib.get_backend()
     truth, draws = toy
-    fig, (ax, rax) = plots.plot_distribution(truth, draws, "t_had", "pT", bins=10)
+    fig, (ax, _rax) = plots.plot_distribution(truth, draws, "t_had", "pT", bins=10)
     assert len(ax.patches) >= 2
     paths = plots.save_figure(fig, tmp_path / "dist")
-    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 0 for p in paths)
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(
+        p.stat().st_size > 0 for p in paths
+    )
     bf = brute_force_posterior(rng.normal(size=(120, 3)), truth, rng.normal(size=3))
-    plots.plot_event_posterior({"A": draws["A"][0]}, truth[0], [("t_had", "M"), ("nu", "pz")], brute_force=bf)
+    plots.plot_event_posterior(
+        {"A": draws["A"][0]}, truth[0], [("t_had", "M"), ("nu", "pz")], brute_force=bf
+    )
     cov = coverage(draws["A"], truth, (0.2, 0.68, 0.95), rng=rng)
     plots.plot_coverage({"A": cov})
     plots.plot_rank_histograms(rank_histogram(ranks(draws["A"], truth, rng), 4), [0, 1, 2])
@@ -104,7 +108,14 @@ def test_write_report_tiny(toy, rng, tmp_path):
     assert not checker.stack and {"html", "body", "table", "img"} <= checker.tags
     assert checker.images >= 5
     assert "floor" in text and ("calibrated" in text or "confident" in text)
-    for key in ("table1", "per_event_summary", "coverage_summary", "particle_wasserstein", "type_ks", "consistency"):
+    for key in (
+        "table1",
+        "per_event_summary",
+        "coverage_summary",
+        "particle_wasserstein",
+        "type_ks",
+        "consistency",
+    ):
         assert (tmp_path / "rep" / "tables" / f"{key}.md").exists()
         assert (tmp_path / "rep" / "tables" / f"{key}.csv").exists()
     results = json.loads((tmp_path / "rep" / "results.json").read_text())

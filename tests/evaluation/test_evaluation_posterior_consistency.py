@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from evaluation_toys import physical_toy
+
 from hepvld.evaluation.consistency import composite_masses, mass_shell_residual, regressed_masses
 from hepvld.evaluation.posterior import brute_force_posterior, flatten_detector
 from hepvld.physics.constants import DERIVED, PARTONS

@@ -34,11 +34,13 @@ def test_crps_matches_closed_form(rng):
 def test_crps_fair_unbiased_small_s(rng):
     # the fair estimator has no 1/S bias: S = 2 agrees with the closed form on average
     mu, truth, draws = calibrated_toy(rng, b=40_000, s=2, x=1)
-    assert crps_fair(draws, truth).mean() == pytest.approx(crps_gaussian(mu, 1.0, truth).mean(), rel=0.02)
+    assert crps_fair(draws, truth).mean() == pytest.approx(
+        crps_gaussian(mu, 1.0, truth).mean(), rel=0.02
+    )
 
 
 def test_reference_is_worse_than_sharp_posterior(rng):
-    mu, truth, draws = calibrated_toy(rng, sigma=0.5)
+    _mu, truth, draws = calibrated_toy(rng, sigma=0.5)
     ref = prior_reference(truth, len(truth), draws.shape[1], rng)
     assert ref.shape == draws.shape
     model, reference = crps_fair(draws, truth).mean(0), crps_fair(ref, truth).mean(0)
@@ -84,7 +86,10 @@ def test_coverage_of_calibrated_toy_is_nominal(rng, method):
     for j, lv in enumerate(levels):
         lo, hi = binom.ppf([0.0005, 0.9995], b, lv) / b
         tol = 0.01 if method == "quantile" else 0.0  # O(1/S) interpolation bias
-        assert np.all((cov.coverage[j] >= lo - tol) & (cov.coverage[j] <= hi + tol)), (lv, cov.coverage[j])
+        assert np.all((cov.coverage[j] >= lo - tol) & (cov.coverage[j] <= hi + tol)), (
+            lv,
+            cov.coverage[j],
+        )
     assert np.all(np.abs(cov.pull()) < 5)
 
 
@@ -115,4 +120,4 @@ def test_ranks_break_ties_randomly(rng):
     assert r.min() == 0 and r.max() == 7
     assert rank_histogram(r, 7).pvalue[0] > 1e-4
     u = pit(draws, truth, rng)
-    assert 0 <= u.min() and u.max() <= 1
+    assert u.min() >= 0 and u.max() <= 1

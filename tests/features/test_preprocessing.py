@@ -90,7 +90,9 @@ def test_torch_tensors(data: tuple) -> None:
     assert isinstance(zt, torch.Tensor) and zt.dtype == torch.float32
     np.testing.assert_allclose(zt.numpy(), tp.transform(x), rtol=1e-6, atol=1e-6)
     dp = DetectorPreprocessor().fit(d.objects, d.mask, d.globals)
-    o, g = dp.transform(torch.from_numpy(d.objects), torch.from_numpy(d.mask), torch.from_numpy(d.globals))
+    o, g = dp.transform(
+        torch.from_numpy(d.objects), torch.from_numpy(d.mask), torch.from_numpy(d.globals)
+    )
     o2, _ = dp.inverse_transform(o, torch.from_numpy(d.mask), g)
     np.testing.assert_allclose(o2.numpy(), d.objects, rtol=1e-4, atol=1e-3)
 

@@ -19,8 +19,16 @@ def _reference(events: ak.Array) -> np.ndarray:
     """Per-event Python reference (slow, only for a cross-check)."""
     out = []
     for ev in ak.to_list(events):
-        leps = [e for e in ev["Electron"] if e["pt"] > 25 and abs(e["eta"]) < 2.5 and e["pfRelIso03_all"] < 0.12]
-        leps += [m for m in ev["Muon"] if m["pt"] > 25 and abs(m["eta"]) < 2.5 and m["pfRelIso04_all"] < 0.25]
+        leps = [
+            e
+            for e in ev["Electron"]
+            if e["pt"] > 25 and abs(e["eta"]) < 2.5 and e["pfRelIso03_all"] < 0.12
+        ]
+        leps += [
+            m
+            for m in ev["Muon"]
+            if m["pt"] > 25 and abs(m["eta"]) < 2.5 and m["pfRelIso04_all"] < 0.25
+        ]
         jets = [j for j in ev["Jet"] if j["pt"] > 25 and abs(j["eta"]) < 2.5]
         out.append(len(leps) == 1 and len(jets) >= 4 and sum(j["btagged"] for j in jets) >= 2)
     return np.array(out)
@@ -34,7 +42,7 @@ def test_select_matches_reference(events: ak.Array) -> None:
 
 
 def test_truth_requirement(events: ak.Array) -> None:
-    mask, cf = select(events)
+    mask, _cf = select(events)
     mask_t, cf_t = select(events, require_truth=True)
     assert (mask_t <= mask).all() and len(cf_t) == 5
     assert cf_t.passed == mask_t.sum() < mask.sum()  # dileptonic events removed

@@ -25,14 +25,22 @@ COLLECTIONS = ["Jet", "Electron", "Muon", "MET", "GenPart", "GenJet", "GenDresse
 
 def _write_branches(path: Path, branches: dict, tree: str = "Events") -> None:
     with uproot.recreate(path) as f:
-        f.mktree(tree, {k: (v.dtype if isinstance(v, np.ndarray) else v.type.content)
-                        for k, v in branches.items()})
+        f.mktree(
+            tree,
+            {
+                k: (v.dtype if isinstance(v, np.ndarray) else v.type.content)
+                for k, v in branches.items()
+            },
+        )
         f[tree].extend(branches)
 
 
 def _nano_branches(ev: ak.Array, drop: tuple[str, ...] = ()) -> dict:
-    out = {"event": ak.to_numpy(ev.event), "MET_pt": ak.to_numpy(ev.MET.pt),
-           "MET_phi": ak.to_numpy(ev.MET.phi)}
+    out = {
+        "event": ak.to_numpy(ev.event),
+        "MET_pt": ak.to_numpy(ev.MET.pt),
+        "MET_phi": ak.to_numpy(ev.MET.phi),
+    }
     for c in ("Jet", "Electron", "Muon", "GenPart"):
         out[c] = ak.zip({f: ev[c][f] for f in ev[c].fields if f"{c}_{f}" not in drop})
     return out
@@ -44,21 +52,35 @@ def test_nanoaod_file_round_trip(toy: ak.Array, nano_file: Path) -> None:
     for c in COLLECTIONS:
         assert c in ev.fields
     assert ev.event.type.content.primitive == "uint64"
-    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(ev.Jet.pt)), ak.to_numpy(ak.flatten(toy.Jet.pt)))
-    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(ev.Jet.btagged)),
-                                  ak.to_numpy(ak.flatten(toy.Jet.btagged)))
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(ev.Jet.pt)), ak.to_numpy(ak.flatten(toy.Jet.pt))
+    )
+    np.testing.assert_array_equal(
+        ak.to_numpy(ak.flatten(ev.Jet.btagged)), ak.to_numpy(ak.flatten(toy.Jet.btagged))
+    )
     assert ak.all(ev.GenPart.genPartIdxMother == toy.GenPart.genPartIdxMother)
     # vector behaviour attached
-    assert np.allclose(ak.to_numpy(ak.flatten(ev.Jet.px)),
-                       ak.to_numpy(ak.flatten(toy.Jet.pt * np.cos(toy.Jet.phi))), rtol=1e-5, atol=1e-4)
+    assert np.allclose(
+        ak.to_numpy(ak.flatten(ev.Jet.px)),
+        ak.to_numpy(ak.flatten(toy.Jet.pt * np.cos(toy.Jet.phi))),
+        rtol=1e-5,
+        atol=1e-4,
+    )
 
 
 def test_delphes_layout_matches_nanoaod(toy: ak.Array, nano_file: Path, delphes_file: Path) -> None:
     nano = open_events(nano_file)
     dl = open_events(delphes_file)  # tree "Events" absent -> Delphes tree found
     assert len(dl) == len(nano)
-    for c, f in [("Jet", "pt"), ("Jet", "btagged"), ("Electron", "pt"), ("Muon", "charge"),
-                 ("GenPart", "pdgId"), ("GenPart", "genPartIdxMother"), ("GenJet", "eta")]:
+    for c, f in [
+        ("Jet", "pt"),
+        ("Jet", "btagged"),
+        ("Electron", "pt"),
+        ("Muon", "charge"),
+        ("GenPart", "pdgId"),
+        ("GenPart", "genPartIdxMother"),
+        ("GenJet", "eta"),
+    ]:
         assert ak.all(dl[c][f] == nano[c][f]), (c, f)
     assert ak.all(dl.MET.pt == nano.MET.pt)
     assert ak.all(dl.event == nano.event)
@@ -113,7 +135,7 @@ def test_awkward_and_duck_typed_input(toy: ak.Array) -> None:
 
 
 def test_missing_file() -> None:
-    with pytest.raises(InputFileNotFoundError, match="nope.root"):
+    with pytest.raises(InputFileNotFoundError, match=r"nope\.root"):
         open_events("/nonexistent/nope.root")
     with pytest.raises(InputFileNotFoundError, match="pattern"):
         open_events("/nonexistent/*.root")
@@ -145,7 +167,9 @@ def test_nan_detection_names_branch(tmp_path: Path, caplog: pytest.LogCaptureFix
     branches["MET_pt"] = met
     path = tmp_path / "nan.root"
     _write_branches(path, branches)
-    with pytest.raises(NonFiniteError, match=r"'MET_pt' has 2 NaN/inf values in 2 of 50 events.*entry 3"):
+    with pytest.raises(
+        NonFiniteError, match=r"'MET_pt' has 2 NaN/inf values in 2 of 50 events.*entry 3"
+    ):
         open_events(path)
     with caplog.at_level(logging.WARNING, logger="hepvld.io"):
         dropped = open_events(path, on_nonfinite="drop")
@@ -153,7 +177,9 @@ def test_nan_detection_names_branch(tmp_path: Path, caplog: pytest.LogCaptureFix
     assert len(open_events(path, on_nonfinite="ignore")) == 50
 
 
-def test_nanoaod_without_btagged_and_weight(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_nanoaod_without_btagged_and_weight(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     ev = toy_events(40)
     branches = _nano_branches(ev, drop=("Jet_btagged",))
     disc = ak.values_astype(ev.Jet.btagged, np.float32) * 0.9 + 0.05
@@ -193,8 +219,10 @@ def test_import_is_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, hepvld.io, hepvld.physics, hepvld.features; "
-            "bad = [m for m in ('torch', 'uproot') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, hepvld.io, hepvld.physics, hepvld.features; "
+        "bad = [m for m in ('torch', 'uproot') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -220,16 +248,38 @@ def test_coffea_delphes_like_awkward(toy: ak.Array) -> None:
     delphes = ak.zip(
         {
             "Event": ak.zip({"Number": ak.values_astype(t.event, np.int64), "Weight": t.genWeight}),
-            "Jet": ak.zip({"PT": t.Jet.pt, "Eta": t.Jet.eta, "Phi": t.Jet.phi, "Mass": t.Jet.mass,
-                           "BTag": ak.values_astype(t.Jet.btagged, np.uint32)}),
-            "Electron": ak.zip({"PT": t.Electron.pt, "Eta": t.Electron.eta, "Phi": t.Electron.phi,
-                                "Charge": t.Electron.charge}),
-            "Muon": ak.zip({"PT": t.Muon.pt, "Eta": t.Muon.eta, "Phi": t.Muon.phi,
-                            "Charge": t.Muon.charge}),
+            "Jet": ak.zip(
+                {
+                    "PT": t.Jet.pt,
+                    "Eta": t.Jet.eta,
+                    "Phi": t.Jet.phi,
+                    "Mass": t.Jet.mass,
+                    "BTag": ak.values_astype(t.Jet.btagged, np.uint32),
+                }
+            ),
+            "Electron": ak.zip(
+                {
+                    "PT": t.Electron.pt,
+                    "Eta": t.Electron.eta,
+                    "Phi": t.Electron.phi,
+                    "Charge": t.Electron.charge,
+                }
+            ),
+            "Muon": ak.zip(
+                {"PT": t.Muon.pt, "Eta": t.Muon.eta, "Phi": t.Muon.phi, "Charge": t.Muon.charge}
+            ),
             "MissingET": ak.zip({"MET": t.MET.pt, "Phi": t.MET.phi}),
-            "Particle": ak.zip({"PT": t.GenPart.pt, "Eta": t.GenPart.eta, "Phi": t.GenPart.phi,
-                                "Mass": t.GenPart.mass, "PID": t.GenPart.pdgId,
-                                "Status": t.GenPart.status, "M1": t.GenPart.genPartIdxMother}),
+            "Particle": ak.zip(
+                {
+                    "PT": t.GenPart.pt,
+                    "Eta": t.GenPart.eta,
+                    "Phi": t.GenPart.phi,
+                    "Mass": t.GenPart.mass,
+                    "PID": t.GenPart.pdgId,
+                    "Status": t.GenPart.status,
+                    "M1": t.GenPart.genPartIdxMother,
+                }
+            ),
         },
         depth_limit=1,
     )

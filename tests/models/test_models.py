@@ -62,9 +62,19 @@ def make_model(name: str, **overrides: object) -> torch.nn.Module:
     )
 
 
-def _sample(model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: torch.Tensor, **kw: object) -> torch.Tensor:
-    return model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=noise.shape[1],
-                        sampler="ddim", steps=3, noise=noise, **kw)
+def _sample(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: torch.Tensor, **kw: object
+) -> torch.Tensor:
+    return model.sample(
+        batch["objects"],
+        batch["mask"],
+        batch["globals"],
+        n_samples=noise.shape[1],
+        sampler="ddim",
+        steps=3,
+        noise=noise,
+        **kw,
+    )
 
 
 def _grad_reached(model: torch.nn.Module) -> set[str]:
@@ -93,11 +103,16 @@ def test_gradients_reach_every_parameter(name: str) -> None:
     names = {n for n, _ in model.named_parameters()}
     if name != "ldm":
         model.loss(make_batch(), generator=torch.Generator().manual_seed(1))["loss"].backward()
-        assert _grad_reached(model) == names, f"no gradient reaches {sorted(names - _grad_reached(model))}"
+        assert _grad_reached(model) == names, (
+            f"no gradient reaches {sorted(names - _grad_reached(model))}"
+        )
         return
     # LDM: stage 1 trains exactly the VAE, stage 2 exactly the rest.
-    vae = {n for n, _ in model.named_parameters()
-           if n.startswith(("vae_encoder.", "vae_decoder.", "decoder_log_scale"))}
+    vae = {
+        n
+        for n, _ in model.named_parameters()
+        if n.startswith(("vae_encoder.", "vae_decoder.", "decoder_log_scale"))
+    }
     for stage, expected in ((1, vae), (2, names - vae)):
         model.zero_grad(set_to_none=True)
         model.stage_step.fill_(0 if stage == 1 else model.config.ldm_vae_steps)
@@ -114,8 +129,12 @@ def test_given_noise_makes_draws_reproducible_per_event(name: str) -> None:
     batch = make_batch()
     noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(5))
     full = _sample(model, batch, noise, generator=torch.Generator().manual_seed(1))
-    part = _sample(model, {k: v[2:4] for k, v in batch.items()}, noise[2:4],
-                   generator=torch.Generator().manual_seed(99))
+    part = _sample(
+        model,
+        {k: v[2:4] for k, v in batch.items()},
+        noise[2:4],
+        generator=torch.Generator().manual_seed(99),
+    )
     torch.testing.assert_close(full[2:4], part, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="noise has shape"):
         _sample(model, batch, torch.zeros(B, 2, model.noise_dim + 1))
@@ -131,13 +150,17 @@ def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
     if name == "ldm":
         model.stage_step.fill_(7)
     save_checkpoint(tmp_path, model, step=1, epoch=0, extra={"model": name})
-    loaded, ckpt = load_model(tmp_path, lambda meta: make_model(meta["extra"]["model"]), use_ema=False)
+    loaded, ckpt = load_model(
+        tmp_path, lambda meta: make_model(meta["extra"]["model"]), use_ema=False
+    )
     assert ckpt.meta["extra"]["model"] == name
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
     model.eval()
     noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(3))
-    torch.testing.assert_close(_sample(model, make_batch(), noise), _sample(loaded, make_batch(), noise))
+    torch.testing.assert_close(
+        _sample(model, make_batch(), noise), _sample(loaded, make_batch(), noise)
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -160,8 +183,17 @@ def test_a_few_training_steps_reduce_the_loss(name: str) -> None:
 
 def test_ldm_switches_stage_by_step_and_resumes_exactly(tmp_path: Path) -> None:
     data = {k: v for k, v in make_batch(size=48).items()}
-    config = TrainConfig(lr=1e-3, warmup_steps=1, max_steps=6, batch_size=16, ema_decay=0.9,
-                         device="cpu", seed=1, log_every=1, checkpoint_every=100)
+    config = TrainConfig(
+        lr=1e-3,
+        warmup_steps=1,
+        max_steps=6,
+        batch_size=16,
+        ema_decay=0.9,
+        device="cpu",
+        seed=1,
+        log_every=1,
+        checkpoint_every=100,
+    )
     straight = train(make_model("ldm"), data, None, config, tmp_path / "a")
     assert int(straight.model.stage_step) == 6 and straight.model.stage == 2
     assert int(straight.ema_model.stage_step) == 6
@@ -169,7 +201,13 @@ def test_ldm_switches_stage_by_step_and_resumes_exactly(tmp_path: Path) -> None:
     stage_col = metrics[0].split(",").index("stage")
     assert [float(r.split(",")[stage_col]) for r in metrics[1:]] == [1.0] * 4 + [2.0] * 2
     # cut short after its first step (stage 1), then resumed across the switch
-    train(make_model("ldm"), data, None, TrainConfig(**{**config.__dict__, "max_time": 1e-9}), tmp_path / "b")
+    train(
+        make_model("ldm"),
+        data,
+        None,
+        TrainConfig(**{**config.__dict__, "max_time": 1e-9}),
+        tmp_path / "b",
+    )
     resumed = train(make_model("ldm"), data, None, config, tmp_path / "b", resume=True)
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
@@ -180,9 +218,25 @@ def test_train_cli_load_and_unfold(name: str, tiny_root_file: Path, tmp_path: Pa
     from hepvld.train import main as train_main
 
     run = tmp_path / name
-    train_main([str(tiny_root_file), "--model", name, "--run-dir", str(run), "--preset", "tiny",
-                "--train.max-steps", "5", "--train.batch-size", "32", "--train.warmup-steps", "1",
-                "--train.device", "cpu"])
+    train_main(
+        [
+            str(tiny_root_file),
+            "--model",
+            name,
+            "--run-dir",
+            str(run),
+            "--preset",
+            "tiny",
+            "--train.max-steps",
+            "5",
+            "--train.batch-size",
+            "32",
+            "--train.warmup-steps",
+            "1",
+            "--train.device",
+            "cpu",
+        ]
+    )
     um = hepvld.load(run)
     assert um.name == name and type(um.model).__name__ == type(make_model(name)).__name__
     events = open_events(tiny_root_file)

@@ -50,7 +50,9 @@ def test_loss_terms_finite_and_gradients_reach_every_parameter(name: str) -> Non
     for key, value in out.items():
         assert value.shape == () and torch.isfinite(value), key
     out["loss"].backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not torch.any(p.grad != 0)
+    ]
     assert not missing, f"no gradient reaches {missing}"
 
 
@@ -82,14 +84,24 @@ def test_sample_shapes_and_padding_invariance(sampler: str) -> None:
     batch = make_batch()
     noise = torch.randn(B, 3, model.noise_dim, generator=torch.Generator().manual_seed(5))
     kwargs = dict(n_samples=3, sampler=sampler, steps=4, noise=noise)
-    draws = model.sample(batch["objects"], batch["mask"], batch["globals"],
-                         generator=torch.Generator().manual_seed(2), **kwargs)
+    draws = model.sample(
+        batch["objects"],
+        batch["mask"],
+        batch["globals"],
+        generator=torch.Generator().manual_seed(2),
+        **kwargs,
+    )
     assert draws.shape == (B, 3, TARGET_DIM)
     assert torch.isfinite(draws).all()
     garbage = batch["objects"].clone()
     garbage[~batch["mask"]] = 1e4
-    again = model.sample(garbage, batch["mask"], batch["globals"],
-                         generator=torch.Generator().manual_seed(2), **kwargs)
+    again = model.sample(
+        garbage,
+        batch["mask"],
+        batch["globals"],
+        generator=torch.Generator().manual_seed(2),
+        **kwargs,
+    )
     torch.testing.assert_close(draws, again)
 
 
@@ -97,10 +109,24 @@ def test_sample_rows_do_not_depend_on_batch_neighbours() -> None:
     model = make_model("vld").eval()
     batch = make_batch()
     noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(5))
-    full = model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=2,
-                        sampler="dpmpp2m", steps=5, noise=noise)
-    part = model.sample(batch["objects"][2:4], batch["mask"][2:4], batch["globals"][2:4],
-                        n_samples=2, sampler="dpmpp2m", steps=5, noise=noise[2:4])
+    full = model.sample(
+        batch["objects"],
+        batch["mask"],
+        batch["globals"],
+        n_samples=2,
+        sampler="dpmpp2m",
+        steps=5,
+        noise=noise,
+    )
+    part = model.sample(
+        batch["objects"][2:4],
+        batch["mask"][2:4],
+        batch["globals"][2:4],
+        n_samples=2,
+        sampler="dpmpp2m",
+        steps=5,
+        noise=noise[2:4],
+    )
     torch.testing.assert_close(full[2:4], part, rtol=1e-5, atol=1e-5)
 
 
@@ -108,14 +134,24 @@ def test_wrong_noise_shape_is_rejected() -> None:
     model = make_model("vld")
     batch = make_batch()
     with pytest.raises(ValueError, match="noise has shape"):
-        model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=2,
-                     noise=torch.zeros(B, 3, model.noise_dim))
+        model.sample(
+            batch["objects"],
+            batch["mask"],
+            batch["globals"],
+            n_samples=2,
+            noise=torch.zeros(B, 3, model.noise_dim),
+        )
 
 
 def test_unknown_model_name_lists_registered() -> None:
     with pytest.raises(ValueError, match="registered"):
-        build_model("nope", model_config("tiny"), object_features=F, global_features=G,
-                     target_dim=TARGET_DIM)
+        build_model(
+            "nope",
+            model_config("tiny"),
+            object_features=F,
+            global_features=G,
+            target_dim=TARGET_DIM,
+        )
 
 
 def test_config_validation_names_the_field() -> None:
@@ -141,8 +177,13 @@ def test_stopped_latent_gradient_leaves_the_loss_value_unchanged() -> None:
     values = []
     for g in (1.0, 0.0):
         torch.manual_seed(0)
-        model = build_model("vld", model_config("tiny", latent_gradient=g), object_features=F,
-                            global_features=G, target_dim=TARGET_DIM)
+        model = build_model(
+            "vld",
+            model_config("tiny", latent_gradient=g),
+            object_features=F,
+            global_features=G,
+            target_dim=TARGET_DIM,
+        )
         values.append(model.loss(batch, generator=torch.Generator().manual_seed(3))["loss"])
     torch.testing.assert_close(values[0], values[1])
 
@@ -160,8 +201,13 @@ def test_gaussian_eps_adds_the_exact_noise_of_standard_normal_data(name: str) ->
     z_y = torch.randn(B, model.condition_dim, generator=gen)
     _, sigma = model.schedule.alpha_sigma(t)
     torch.testing.assert_close(model.eps(z_t, t, z_y), sigma[:, None] * z_t)
-    off = build_model(name, model_config("tiny", gaussian_eps=False), object_features=F, global_features=G,
-                      target_dim=TARGET_DIM)
+    off = build_model(
+        name,
+        model_config("tiny", gaussian_eps=False),
+        object_features=F,
+        global_features=G,
+        target_dim=TARGET_DIM,
+    )
     off.load_state_dict(model.state_dict())
     torch.testing.assert_close(off.eps(z_t, t, z_y), torch.zeros_like(z_t))
 
@@ -173,10 +219,14 @@ def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() 
     model.train()
     model.loss(batch, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        mean, _ = model.encode(batch["targets"], model.condition(batch["objects"], batch["mask"], batch["globals"]))
+        mean, _ = model.encode(
+            batch["targets"], model.condition(batch["objects"], batch["mask"], batch["globals"])
+        )
     # the first update copies the batch statistics
     torch.testing.assert_close(model.latent_shift, mean.mean(0))
-    torch.testing.assert_close(model.latent_scale, mean.std(0, unbiased=False), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        model.latent_scale, mean.std(0, unbiased=False), rtol=1e-4, atol=1e-6
+    )
     w = model.standardise(mean)
     torch.testing.assert_close(w.mean(0), torch.zeros_like(w[0]), atol=1e-5, rtol=0)
     torch.testing.assert_close(w.std(0, unbiased=False), torch.ones_like(w[0]), atol=1e-3, rtol=0)
@@ -193,8 +243,15 @@ def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() 
     torch.testing.assert_close(model.latent_shift, frozen)
     # sampling maps the denoised w back through the running statistics before decoding
     noise = torch.randn(B, 1, model.noise_dim, generator=torch.Generator().manual_seed(4))
-    got = model.sample(batch["objects"], batch["mask"], batch["globals"], n_samples=1, sampler="ddim",
-                       steps=3, noise=noise)
+    got = model.sample(
+        batch["objects"],
+        batch["mask"],
+        batch["globals"],
+        n_samples=1,
+        sampler="ddim",
+        steps=3,
+        noise=noise,
+    )
     with torch.no_grad():
         z_y = model.condition(batch["objects"], batch["mask"], batch["globals"])
         w = model.denoise(noise[:, 0], z_y, sampler="ddim", steps=3, generator=None)
@@ -216,6 +273,8 @@ def test_latent_norm_makes_the_latent_terms_blind_to_the_latent_scale() -> None:
         shift = torch.full((model.noise_dim,), 5.0)  # any common offset as well
         m = shift + c * mean
         ls = log_std + torch.log(torch.tensor(c))
-        terms.append(model.latent_terms(m + ls.exp() * eps, m, ls, z_y, torch.Generator().manual_seed(1)))
+        terms.append(
+            model.latent_terms(m + ls.exp() * eps, m, ls, z_y, torch.Generator().manual_seed(1))
+        )
     for key in ("prior", "vae", "diffusion"):
         torch.testing.assert_close(terms[0][key], terms[1][key], rtol=1e-3, atol=1e-3)

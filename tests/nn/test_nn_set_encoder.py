@@ -12,7 +12,9 @@ B, N, F, G, D = 5, 7, 6, 2, 16
 
 def _encoder(dropout: float = 0.0, global_features: int = G) -> SetEncoder:
     torch.manual_seed(0)
-    return SetEncoder(F, global_features, dim=D, heads=4, layers=2, expansion=2, dropout=dropout).eval()
+    return SetEncoder(
+        F, global_features, dim=D, heads=4, layers=2, expansion=2, dropout=dropout
+    ).eval()
 
 
 def _inputs(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -52,8 +52,11 @@ def test_leaves_identified_by_identity(events: ak.Array) -> None:
     np.testing.assert_allclose(chain.leaves["b_lep"][:, 0], expect, rtol=1e-6)
     # q1 is the leading-pT quark
     assert (chain.leaves["q1"][:, 0] >= chain.leaves["q2"][:, 0]).all()
-    lep_pdg = np.where(lep_on_plus, np.where(np.abs(pdg[:, 6]) % 2 == 1, pdg[:, 6], pdg[:, 7]),
-                       np.where(np.abs(pdg[:, 8]) % 2 == 1, pdg[:, 8], pdg[:, 9]))
+    lep_pdg = np.where(
+        lep_on_plus,
+        np.where(np.abs(pdg[:, 6]) % 2 == 1, pdg[:, 6], pdg[:, 7]),
+        np.where(np.abs(pdg[:, 8]) % 2 == 1, pdg[:, 8], pdg[:, 9]),
+    )
     assert np.isin(np.abs(lep_pdg), (11, 13)).all()
 
 
@@ -85,7 +88,9 @@ def test_non_semileptonic_reported(caplog: pytest.LogCaptureFixture) -> None:
     allhad = decay_chain(toy_events(5, decay="allhadronic"))
     assert allhad.summary() == {"all-hadronic": 5}
     broken = ak.with_field(ev, ev.GenPart[:, :8], "GenPart")
-    assert decay_chain(broken).summary() == {"incomplete chain (not 2 t->Wb with 4 W daughters)": 30}
+    assert decay_chain(broken).summary() == {
+        "incomplete chain (not 2 t->Wb with 4 W daughters)": 30
+    }
 
 
 def test_missing_genpart() -> None:
@@ -110,7 +115,9 @@ def test_round_trip_components(events: ak.Array, shape: tuple[int, ...]) -> None
     # mass kept exactly, log E reproduced up to float32 rounding of the inputs
     np.testing.assert_allclose(back, x, rtol=1e-5, atol=1e-4)
     off = targets_to_momenta(x, on_shell=False)
-    np.testing.assert_allclose(np.log(ak.to_numpy(off.t_had.E)), x[..., target_index("t_had", "logE")])
+    np.testing.assert_allclose(
+        np.log(ak.to_numpy(off.t_had.E)), x[..., target_index("t_had", "logE")]
+    )
 
 
 def test_components_helpers() -> None:
@@ -118,6 +125,8 @@ def test_components_helpers() -> None:
     x = np.stack([rng.uniform(0, 100, 50), np.zeros(50), *rng.normal(0, 50, (3, 50))], axis=-1)
     x[:, 1] = 0.5 * np.log(x[:, 0] ** 2 + (x[:, 2:] ** 2).sum(1))
     np.testing.assert_allclose(p4_components(components_to_p4(x)), x, rtol=1e-10, atol=1e-9)
-    np.testing.assert_allclose(p4_components(components_to_p4(x, on_shell=False)), x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        p4_components(components_to_p4(x, on_shell=False)), x, rtol=1e-6, atol=1e-6
+    )
     with pytest.raises(ValueError, match="55"):
         targets_to_momenta(np.zeros((3, 54)))

@@ -21,7 +21,9 @@ FAST = dict(lr=1e-2, min_lr=1e-4, warmup_steps=2, batch_size=16, log_every=3, de
 def test_run_directory_records(tmp_path: Path) -> None:
     rng_before = torch.get_rng_state()
     n_handlers = len(logging.getLogger("hepvld").handlers)
-    result = train(toy_model(), toy_data(96), toy_data(48, seed=1), TrainConfig(epochs=6, **FAST), tmp_path)
+    result = train(
+        toy_model(), toy_data(96), toy_data(48, seed=1), TrainConfig(epochs=6, **FAST), tmp_path
+    )
 
     assert result.step == 6 * (96 // 16) and result.epoch == 6 and result.stopped == "completed"
     assert torch.equal(torch.get_rng_state(), rng_before)  # no global RNG side effects
@@ -64,7 +66,9 @@ def test_warmup_cosine_schedule() -> None:
 
 
 def test_max_time_stops_with_a_checkpoint(tmp_path: Path) -> None:
-    result = train(toy_model(), toy_data(64), None, TrainConfig(epochs=50, max_time=1e-6, **FAST), tmp_path)
+    result = train(
+        toy_model(), toy_data(64), None, TrainConfig(epochs=50, max_time=1e-6, **FAST), tmp_path
+    )
     assert result.stopped == "max_time" and result.step == 1
     assert result.checkpoint is not None and (result.checkpoint / "meta.json").is_file()
 
@@ -82,14 +86,17 @@ def test_accepts_objects_with_to_torch_and_checks_sizes(tmp_path: Path) -> None:
         train(toy_model(), bad, None, TrainConfig(max_steps=2, **FAST), tmp_path / "b")
 
 
-def test_single_process_gloo_group_matches_plain_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_single_process_gloo_group_matches_plain_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = TrainConfig(max_steps=4, **FAST)
     plain = train(toy_model(), toy_data(64), toy_data(16, seed=1), config, tmp_path / "plain")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0",
-                           LOCAL_RANK="0", WORLD_SIZE="1").items():
+    for key, value in dict(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", LOCAL_RANK="0", WORLD_SIZE="1"
+    ).items():
         monkeypatch.setenv(key, value)
     ddp = train(toy_model(), toy_data(64), toy_data(16, seed=1), config, tmp_path / "ddp")
     assert not dist.is_initialized()  # the group it created is gone

@@ -12,19 +12,35 @@ import torch
 from toy_training_model import toy_data, toy_model
 
 from hepvld.config import TrainConfig
-from hepvld.training import load_checkpoint, load_model, save_checkpoint, train
 from hepvld.training import checkpoint as checkpoint_module
+from hepvld.training import load_checkpoint, load_model, save_checkpoint, train
 
 CONFIG = TrainConfig(
-    lr=1e-2, min_lr=1e-4, warmup_steps=3, max_steps=14, batch_size=16, checkpoint_every=6,
-    log_every=2, ema_decay=0.9, device="cpu", seed=1, keep_checkpoints=5,
+    lr=1e-2,
+    min_lr=1e-4,
+    warmup_steps=3,
+    max_steps=14,
+    batch_size=16,
+    checkpoint_every=6,
+    log_every=2,
+    ema_decay=0.9,
+    device="cpu",
+    seed=1,
+    keep_checkpoints=5,
 )
 
 
 def _run(run_dir: Path, *, fail_at: int | None = None, resume: bool = False, init_seed: int = 0):
     model = toy_model(init_seed, fail_at=fail_at)
-    return train(model, toy_data(72), toy_data(40, seed=1), CONFIG, run_dir,
-                 extra_state={"model": "toy"}, resume=resume)
+    return train(
+        model,
+        toy_data(72),
+        toy_data(40, seed=1),
+        CONFIG,
+        run_dir,
+        extra_state={"model": "toy"},
+        resume=resume,
+    )
 
 
 def _assert_same_state(a: dict, b: dict) -> None:
@@ -101,7 +117,10 @@ def test_interrupted_save_keeps_previous_checkpoint(
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(tmp_path, model, step=2, epoch=0)
     assert load_checkpoint(tmp_path).path == first
-    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["latest.json", "step_00000001"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "latest.json",
+        "step_00000001",
+    ]
 
 
 def test_optimizer_state_round_trip(tmp_path: Path) -> None:
@@ -109,8 +128,14 @@ def test_optimizer_state_round_trip(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.8, 0.9))
     model.loss(toy_data(8))["loss"].backward()
     opt.step()
-    save_checkpoint(tmp_path, model, step=1, epoch=0, optimizer=opt,
-                    rng_state={"loss": torch.Generator().get_state()})
+    save_checkpoint(
+        tmp_path,
+        model,
+        step=1,
+        epoch=0,
+        optimizer=opt,
+        rng_state={"loss": torch.Generator().get_state()},
+    )
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "latest.json")
     fresh = torch.optim.AdamW(toy_model().parameters(), lr=1.0)
     fresh.load_state_dict(ckpt.optimizer_state)

@@ -14,15 +14,25 @@ class ToyRegressor(nn.Module):
     (1-based) training call to simulate a killed run.
     """
 
-    def __init__(self, g: int = 3, x: int = 2, hidden: int = 16, fail_at: int | None = None,
-                 noise: float = 0.05) -> None:
+    def __init__(
+        self,
+        g: int = 3,
+        x: int = 2,
+        hidden: int = 16,
+        fail_at: int | None = None,
+        noise: float = 0.05,
+    ) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(g, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, x))
+        self.net = nn.Sequential(
+            nn.Linear(g, hidden), nn.GELU(), nn.Dropout(0.1), nn.Linear(hidden, x)
+        )
         self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self.fail_at = fail_at
         self.noise = noise
 
-    def loss(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def loss(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         if self.training:
             self.calls += 1
             if self.fail_at is not None and int(self.calls) == self.fail_at:

@@ -49,7 +49,9 @@ def _masked_sum(values: Tensor, mask: Tensor | None) -> Tensor:
     if mask is not None:
         mask = mask.to(torch.bool)
         mask = mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim))
-        values = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+        values = torch.where(
+            mask, values, torch.zeros((), dtype=values.dtype, device=values.device)
+        )
     return values.flatten(1).sum(1)
 
 

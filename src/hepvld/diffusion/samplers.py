@@ -131,7 +131,10 @@ def _ddim_step(z: Tensor, eps: Tensor, gamma_t: Tensor, gamma_s: Tensor) -> Tens
     # alpha_s / alpha_t and sigma_s - alpha_s sigma_t / alpha_t, in log space
     log_alpha_t, log_alpha_s = 0.5 * F.logsigmoid(-gamma_t), 0.5 * F.logsigmoid(-gamma_s)
     ratio = torch.exp(log_alpha_s - log_alpha_t)
-    sigma_t, sigma_s = torch.exp(0.5 * F.logsigmoid(gamma_t)), torch.exp(0.5 * F.logsigmoid(gamma_s))
+    sigma_t, sigma_s = (
+        torch.exp(0.5 * F.logsigmoid(gamma_t)),
+        torch.exp(0.5 * F.logsigmoid(gamma_s)),
+    )
     return ratio * z + (sigma_s - ratio * sigma_t) * eps
 
 
@@ -177,7 +180,10 @@ def ddpm(
         eps = _call(eps_fn, z, t[i])
         c = -torch.expm1(gamma_s - gamma_t)
         ratio = torch.exp(0.5 * (F.logsigmoid(-gamma_s) - F.logsigmoid(-gamma_t)))
-        sigma_t, sigma_s = torch.exp(0.5 * F.logsigmoid(gamma_t)), torch.exp(0.5 * F.logsigmoid(gamma_s))
+        sigma_t, sigma_s = (
+            torch.exp(0.5 * F.logsigmoid(gamma_t)),
+            torch.exp(0.5 * F.logsigmoid(gamma_s)),
+        )
         xi = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         z = ratio * (z - sigma_t * c * eps) + sigma_s * c.sqrt() * xi
     return z
@@ -336,7 +342,10 @@ def dpmpp2m(
         else:
             half_inv_r = 0.5 * h / h_prev
             d = (1.0 + half_inv_r) * x0 - half_inv_r * x0_prev
-        z = torch.exp(log_sigma[i + 1] - log_sigma[i]) * z - log_alpha[i + 1].exp() * torch.expm1(-h) * d
+        z = (
+            torch.exp(log_sigma[i + 1] - log_sigma[i]) * z
+            - log_alpha[i + 1].exp() * torch.expm1(-h) * d
+        )
         x0_prev, h_prev = x0, h
     return z
 

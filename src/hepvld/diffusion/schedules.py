@@ -195,7 +195,9 @@ class LearnedSchedule(NoiseSchedule):
         Width ``H`` of the non-linear part; 0 gives a learnable linear schedule.
     """
 
-    def __init__(self, gamma_min: float = -13.3, gamma_max: float = 5.0, hidden: int = 1024) -> None:
+    def __init__(
+        self, gamma_min: float = -13.3, gamma_max: float = 5.0, hidden: int = 1024
+    ) -> None:
         super().__init__()
         _check_endpoints(gamma_min, gamma_max)
         self.hidden = hidden

@@ -30,7 +30,14 @@ from hepvld.evaluation.bootstrap import (
     global_sample,
     truth_floor,
 )
-from hepvld.evaluation.calibration import Coverage, RankHistogram, coverage, pit, rank_histogram, ranks
+from hepvld.evaluation.calibration import (
+    Coverage,
+    RankHistogram,
+    coverage,
+    pit,
+    rank_histogram,
+    ranks,
+)
 from hepvld.evaluation.consistency import composite_masses, mass_shell_residual, regressed_masses
 from hepvld.evaluation.distances import (
     DISTANCES,

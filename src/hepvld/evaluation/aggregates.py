@@ -100,7 +100,12 @@ def kinematics_to_targets(k: np.ndarray) -> np.ndarray:
     k = np.asarray(k, dtype=np.float64)
     i = {t: COMPONENT_TYPES.index(t) for t in COMPONENT_TYPES}
     v = vector.array(
-        {"pt": k[..., i["pT"]], "eta": k[..., i["eta"]], "phi": k[..., i["phi"]], "E": k[..., i["energy"]]}
+        {
+            "pt": k[..., i["pT"]],
+            "eta": k[..., i["eta"]],
+            "phi": k[..., i["phi"]],
+            "E": k[..., i["energy"]],
+        }
     )
     with np.errstate(divide="ignore"):
         log_e = np.log(k[..., i["energy"]])
@@ -175,6 +180,8 @@ def aggregate(values: np.ndarray) -> dict[str, np.ndarray]:
     native = values[..., :TARGET_DIM]
     return {
         "total": native.sum(axis=-1),
-        "per_particle": native.reshape(*native.shape[:-1], len(PARTONS), len(COMPONENTS)).sum(axis=-1),
+        "per_particle": native.reshape(*native.shape[:-1], len(PARTONS), len(COMPONENTS)).sum(
+            axis=-1
+        ),
         "per_type": values[..., _type_columns()].sum(axis=-1),
     }

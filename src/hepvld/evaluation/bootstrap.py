@@ -207,7 +207,9 @@ def compare_samples(
     n, m = len(test), len(reference)
     event = np.arange(n) if test_event is None else np.asarray(test_event)
     wx = np.ones(n) if test_weights is None else np.asarray(test_weights, dtype=np.float64)
-    wy = np.ones(m) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
+    wy = (
+        np.ones(m) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
+    )
     pairs = PairedSamples(feature_table(test), feature_table(reference), **distance_kwargs)  # type: ignore[arg-type]
     values = pairs.compute(wx, wy)
     if n_boot > 0:

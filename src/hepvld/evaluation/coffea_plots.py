@@ -63,7 +63,9 @@ def unfolded_summary(
         h = out[level][observable]
         band[level] = np.asarray(h.values(), dtype=np.float64)
         variances = h.variances()
-        band[f"{level}_err"] = np.sqrt(np.asarray(variances if variances is not None else h.values()))
+        band[f"{level}_err"] = np.sqrt(
+            np.asarray(variances if variances is not None else h.values())
+        )
     return band
 
 
@@ -125,16 +127,46 @@ def plot_unfolded(
         fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr]
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         if has_truth:
-            mplhep.histplot(s["truth"], edges, yerr=s["truth_err"], ax=ax, histtype="fill",
-                            color=_COLORS["truth"], alpha=0.3, label="Truth")
-        mplhep.histplot(s["detector"], edges, yerr=s["detector_err"], ax=ax, histtype="step",
-                        color=_COLORS["detector"], linestyle="--", label="Detector (pseudo-top)")
-        mplhep.histplot(s["mean"], edges, ax=ax, histtype="step", color=_COLORS["unfolded"],
-                        linewidth=1.8, label="Unfolded (mean of draws)")
+            mplhep.histplot(
+                s["truth"],
+                edges,
+                yerr=s["truth_err"],
+                ax=ax,
+                histtype="fill",
+                color=_COLORS["truth"],
+                alpha=0.3,
+                label="Truth",
+            )
+        mplhep.histplot(
+            s["detector"],
+            edges,
+            yerr=s["detector_err"],
+            ax=ax,
+            histtype="step",
+            color=_COLORS["detector"],
+            linestyle="--",
+            label="Detector (pseudo-top)",
+        )
+        mplhep.histplot(
+            s["mean"],
+            edges,
+            ax=ax,
+            histtype="step",
+            color=_COLORS["unfolded"],
+            linewidth=1.8,
+            label="Unfolded (mean of draws)",
+        )
         for a, lo, hi in ((ax, s["low"], s["high"]), (rax, ratio(s["low"]), ratio(s["high"]))):
-            a.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
-                           color=_COLORS["unfolded"], alpha=0.3, linewidth=0,
-                           label="Draw spread (16-84%)" if a is ax else None)
+            a.fill_between(
+                edges,
+                np.append(lo, lo[-1]),
+                np.append(hi, hi[-1]),
+                step="post",
+                color=_COLORS["unfolded"],
+                alpha=0.3,
+                linewidth=0,
+                label="Draw spread (16-84%)" if a is ax else None,
+            )
         rax.stairs(ratio(s["mean"]), edges, color=_COLORS["unfolded"], linewidth=1.8)
         rax.stairs(ratio(s["detector"]), edges, color=_COLORS["detector"], linestyle="--")
         rax.axhline(1.0, color="k", linewidth=0.8, linestyle=":")

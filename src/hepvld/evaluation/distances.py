@@ -28,8 +28,8 @@ import numpy as np
 import scipy.sparse
 
 __all__ = [
-    "DISTANCES",
     "DEFAULT_KL_BINS",
+    "DISTANCES",
     "KL_ALPHA",
     "PairedSamples",
     "binned_kl",
@@ -49,8 +49,11 @@ DEFAULT_KL_BINS: tuple[int, ...] = (64, 128, 256)
 KL_ALPHA: float = 0.5
 
 #: Names of the six distances, in the paper's Table 1 order.
-DISTANCES: tuple[str, ...] = ("wasserstein", "energy", "ks") + tuple(
-    f"kl{k}" for k in DEFAULT_KL_BINS
+DISTANCES: tuple[str, ...] = (
+    "wasserstein",
+    "energy",
+    "ks",
+    *tuple(f"kl{k}" for k in DEFAULT_KL_BINS),
 )
 
 # elements of one (R, n + m, C) work array; bounds the memory of a weighting batch
@@ -217,7 +220,7 @@ class PairedSamples:
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the computed distances, e.g. ``("wasserstein", ..., "kl64", ...)``."""
-        return ("wasserstein", "energy", "ks") + tuple(f"kl{k}" for k, _, _ in self._kl)
+        return ("wasserstein", "energy", "ks", *tuple(f"kl{k}" for k, _, _ in self._kl))
 
     def compute(
         self,
@@ -266,9 +269,7 @@ class PairedSamples:
             g[r] = wcat[r][self._order]
         return g
 
-    def _cdf_distances(
-        self, wx: np.ndarray, wy: np.ndarray, dtype: type
-    ) -> dict[str, np.ndarray]:
+    def _cdf_distances(self, wx: np.ndarray, wy: np.ndarray, dtype: type) -> dict[str, np.ndarray]:
         r = wx.shape[0]
         c = self.n_columns
         # per-column totals of the finite entries, shape (R, C)
@@ -367,7 +368,11 @@ def binned_kl(
 
     def smooth(h: np.ndarray, n_events: np.ndarray | None) -> np.ndarray:
         tot = h.sum(axis=-1)
-        n = tot if n_events is None else np.broadcast_to(np.asarray(n_events, dtype=np.float64), tot.shape)
+        n = (
+            tot
+            if n_events is None
+            else np.broadcast_to(np.asarray(n_events, dtype=np.float64), tot.shape)
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             counts = h * (n / tot)[..., None]
             return (counts + alpha) / (n + k * alpha)[..., None]

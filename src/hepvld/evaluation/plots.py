@@ -36,10 +36,30 @@ __all__ = [
     "style",
 ]
 
-_UNITS = {"M": "GeV", "mass": "GeV", "logE": "", "px": "GeV", "py": "GeV", "pz": "GeV",
-          "pT": "GeV", "eta": "", "phi": "rad", "energy": "GeV"}
-_SYMBOL = {"M": "M", "mass": "M", "logE": r"\log E", "px": "p_x", "py": "p_y", "pz": "p_z",
-           "pT": "p_T", "eta": r"\eta", "phi": r"\phi", "energy": "E"}
+_UNITS = {
+    "M": "GeV",
+    "mass": "GeV",
+    "logE": "",
+    "px": "GeV",
+    "py": "GeV",
+    "pz": "GeV",
+    "pT": "GeV",
+    "eta": "",
+    "phi": "rad",
+    "energy": "GeV",
+}
+_SYMBOL = {
+    "M": "M",
+    "mass": "M",
+    "logE": r"\log E",
+    "px": "p_x",
+    "py": "p_y",
+    "pz": "p_z",
+    "pT": "p_T",
+    "eta": r"\eta",
+    "phi": r"\phi",
+    "energy": "E",
+}
 _TRUTH_COLOR = "0.35"
 
 
@@ -53,8 +73,15 @@ def style() -> Iterator[None]:
 
 
 def _label(ax: Axes, text: str = "Simulation") -> None:
-    ax.text(0.0, 1.01, r"$\bf{hepvld}$ " + f"$\\it{{{text}}}$", transform=ax.transAxes,
-            ha="left", va="bottom", fontsize="medium")
+    ax.text(
+        0.0,
+        1.01,
+        r"$\bf{hepvld}$ " + f"$\\it{{{text}}}$",
+        transform=ax.transAxes,
+        ha="left",
+        va="bottom",
+        fontsize="medium",
+    )
 
 
 def axis_label(particle: str, kind: str) -> str:
@@ -65,7 +92,9 @@ def axis_label(particle: str, kind: str) -> str:
     return f"${_SYMBOL.get(kind, kind)}({name})$" + (f" [{unit}]" if unit else "")
 
 
-def _hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _hist(
+    values: np.ndarray, weights: np.ndarray, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Density and its statistical error (sqrt(Σw²)), out-of-range entries dropped."""
     h, _ = np.histogram(values, bins=edges, weights=weights)
     h2, _ = np.histogram(values, bins=edges, weights=weights * weights)
@@ -74,8 +103,15 @@ def _hist(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[n
 
 
 def _band(ax: Axes, edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: str) -> None:
-    ax.fill_between(edges, np.append(lo, lo[-1]), np.append(hi, hi[-1]), step="post",
-                    color=color, alpha=0.25, linewidth=0)
+    ax.fill_between(
+        edges,
+        np.append(lo, lo[-1]),
+        np.append(hi, hi[-1]),
+        step="post",
+        color=color,
+        alpha=0.25,
+        linewidth=0,
+    )
 
 
 def plot_distribution(
@@ -212,12 +248,24 @@ def plot_event_posterior(
                 h, _ = np.histogram(bf_f[:, col], bins=edges, weights=brute_force.weights)  # type: ignore[union-attr]
                 tot = h.sum()
                 if tot > 0:
-                    ax.stairs(h / (tot * np.diff(edges)), edges, color=_TRUTH_COLOR, fill=True,
-                              alpha=0.3, label=f"Brute force ($N_{{eff}}$={brute_force.n_eff:.0f})")  # type: ignore[union-attr]
+                    ax.stairs(
+                        h / (tot * np.diff(edges)),
+                        edges,
+                        color=_TRUTH_COLOR,
+                        fill=True,
+                        alpha=0.3,
+                        label=f"Brute force ($N_{{eff}}$={brute_force.n_eff:.0f})",
+                    )  # type: ignore[union-attr]
             for i, (name, v) in enumerate(model_f.items()):
                 h, _ = np.histogram(v[:, col], bins=edges)
                 if h.sum() > 0:
-                    ax.stairs(h / (h.sum() * np.diff(edges)), edges, color=f"C{i}", linewidth=1.8, label=name)
+                    ax.stairs(
+                        h / (h.sum() * np.diff(edges)),
+                        edges,
+                        color=f"C{i}",
+                        linewidth=1.8,
+                        label=name,
+                    )
             ax.axvline(tf[col], color="k", linestyle="--", label="Truth")
             ax.set_xlabel(axis_label(particle, kind))
             ax.set_ylabel("Density")
@@ -249,8 +297,17 @@ def plot_coverage(
         ax.plot([0, 1], [0, 1], color="k", linestyle="--", linewidth=1, label="Calibrated")
         for i, (name, cov) in enumerate(coverage_by_model.items()):
             c = cov.coverage if components is None else cov.coverage[:, list(components)]
-            ax.fill_between(cov.levels, c.min(axis=1), c.max(axis=1), color=f"C{i}", alpha=0.2, linewidth=0)
-            ax.plot(cov.levels, np.median(c, axis=1), color=f"C{i}", marker="o", markersize=4, label=name)
+            ax.fill_between(
+                cov.levels, c.min(axis=1), c.max(axis=1), color=f"C{i}", alpha=0.2, linewidth=0
+            )
+            ax.plot(
+                cov.levels,
+                np.median(c, axis=1),
+                color=f"C{i}",
+                marker="o",
+                markersize=4,
+                label=name,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("Nominal level of the central interval")
@@ -287,9 +344,15 @@ def plot_rank_histograms(
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for ax, c in zip(axes.flat, components, strict=False):
             e = hist.expected[c]
-            ax.fill_between(hist.edges, np.append(e - np.sqrt(e), e[-1] - np.sqrt(e[-1])),
-                            np.append(e + np.sqrt(e), e[-1] + np.sqrt(e[-1])), step="post",
-                            color="0.7", alpha=0.6, linewidth=0)
+            ax.fill_between(
+                hist.edges,
+                np.append(e - np.sqrt(e), e[-1] - np.sqrt(e[-1])),
+                np.append(e + np.sqrt(e), e[-1] + np.sqrt(e[-1])),
+                step="post",
+                color="0.7",
+                alpha=0.6,
+                linewidth=0,
+            )
             ax.stairs(hist.counts[c], hist.edges, color="C0", linewidth=1.8)
             ax.set_title(f"{labels[c]}  p={hist.pvalue[c]:.2g}", fontsize="small")
             ax.set_xlabel("Rank of truth")
@@ -315,11 +378,15 @@ def plot_mass_shell(
     fig : Figure
     axes : ndarray of Axes, shape (3, 4)
     """
+
     def signed_root(d: np.ndarray) -> np.ndarray:
         return np.sign(d) * np.sqrt(np.abs(d))
 
     t = signed_root(mass_shell_residual(truth))
-    m = {k: signed_root(mass_shell_residual(np.asarray(v)).reshape(-1, len(PARTONS))) for k, v in draws_by_model.items()}
+    m = {
+        k: signed_root(mass_shell_residual(np.asarray(v)).reshape(-1, len(PARTONS)))
+        for k, v in draws_by_model.items()
+    }
     with style():
         fig = Figure(figsize=(18, 12), layout="constrained")
         axes = fig.subplots(3, 4, squeeze=False)
@@ -329,7 +396,9 @@ def plot_mass_shell(
             lo, hi = min(lo, -1.0), max(hi, 1.0)
             edges = np.linspace(lo, hi, bins + 1)
             h, _ = np.histogram(np.clip(t[:, p], lo, hi), bins=edges)
-            ax.stairs(h / max(h.sum(), 1), edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth")
+            ax.stairs(
+                h / max(h.sum(), 1), edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth"
+            )
             for i, (name, v) in enumerate(m.items()):
                 h, _ = np.histogram(np.clip(v[:, p], lo, hi), bins=edges)
                 ax.stairs(h / max(h.sum(), 1), edges, color=f"C{i}", linewidth=1.6, label=name)
@@ -368,12 +437,27 @@ def plot_composite_masses(
             span = max(hi - lo, 1.0)
             edges = np.linspace(lo - 0.1 * span, hi + 0.1 * span, bins + 1)
             h, _ = np.histogram(tm[name], bins=edges)
-            ax.stairs(h / max(h.sum(), 1), edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth")
+            ax.stairs(
+                h / max(h.sum(), 1), edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth"
+            )
             for i, k in enumerate(mm):
                 h, _ = np.histogram(mm[k][name], bins=edges)
-                ax.stairs(h / max(h.sum(), 1), edges, color=f"C{i}", linewidth=1.6, label=f"{k}: daughters")
+                ax.stairs(
+                    h / max(h.sum(), 1),
+                    edges,
+                    color=f"C{i}",
+                    linewidth=1.6,
+                    label=f"{k}: daughters",
+                )
                 h, _ = np.histogram(mr[k][name], bins=edges)
-                ax.stairs(h / max(h.sum(), 1), edges, color=f"C{i}", linewidth=1.6, linestyle="--", label=f"{k}: regressed")
+                ax.stairs(
+                    h / max(h.sum(), 1),
+                    edges,
+                    color=f"C{i}",
+                    linewidth=1.6,
+                    linestyle="--",
+                    label=f"{k}: regressed",
+                )
             ax.set_xlabel(axis_label(name, "mass"))
         axes.flat[0].legend(fontsize="x-small")
     return fig, axes

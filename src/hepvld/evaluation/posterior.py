@@ -76,7 +76,9 @@ class BruteForcePosterior:
         density : ndarray, shape (K,)
         edges : ndarray, shape (K + 1,)
         """
-        return np.histogram(self.values(particle, kind), bins=bins, weights=self.weights, density=True)
+        return np.histogram(
+            self.values(particle, kind), bins=bins, weights=self.weights, density=True
+        )
 
 
 def brute_force_posterior(

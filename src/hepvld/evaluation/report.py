@@ -58,19 +58,33 @@ DEFAULT_PLOT_FEATURES: tuple[tuple[str, str], ...] = (
 
 #: Components whose rank histograms are drawn.
 RANK_PLOT_COMPONENTS: tuple[tuple[str, str], ...] = (
-    ("t_had", "M"), ("t_lep", "M"), ("W_had", "M"), ("ttbar", "M"),
-    ("nu", "px"), ("nu", "pz"), ("b_had", "logE"), ("q1", "pz"),
+    ("t_had", "M"),
+    ("t_lep", "M"),
+    ("W_had", "M"),
+    ("ttbar", "M"),
+    ("nu", "px"),
+    ("nu", "pz"),
+    ("b_had", "logE"),
+    ("q1", "pz"),
 )
 
 #: Features of the per-event posterior plots.
 POSTERIOR_FEATURES: tuple[tuple[str, str], ...] = (
-    ("t_had", "mass"), ("t_lep", "mass"), ("W_had", "mass"),
-    ("nu", "pz"), ("t_had", "pT"), ("ttbar", "mass"),
+    ("t_had", "mass"),
+    ("t_lep", "mass"),
+    ("W_had", "mass"),
+    ("nu", "pz"),
+    ("t_had", "pT"),
+    ("ttbar", "mass"),
 )
 
 _METRIC_TITLES = {
-    "wasserstein": "Wasserstein-1", "energy": "Energy", "ks": "K-S",
-    "kl64": "KL64", "kl128": "KL128", "kl256": "KL256",
+    "wasserstein": "Wasserstein-1",
+    "energy": "Energy",
+    "ks": "K-S",
+    "kl64": "KL64",
+    "kl128": "KL128",
+    "kl256": "KL256",
 }
 _COVERAGE_GRID = np.round(np.linspace(0.05, 0.95, 19), 2)
 
@@ -199,7 +213,13 @@ def _calibration_verdict(cov: Coverage, rh: RankHistogram) -> tuple[str, dict[st
         verdict = "under-confident (intervals too wide)"
     else:
         verdict = "miscalibrated (coverage near nominal, but rank histograms not uniform: biased or wrongly shaped)"
-    return verdict, {"median_coverage": med, "level": lvl, "tolerance": tol, "rank_failures": n_fail, "n_components": n}
+    return verdict, {
+        "median_coverage": med,
+        "level": lvl,
+        "tolerance": tol,
+        "rank_failures": n_fail,
+        "n_components": n,
+    }
 
 
 def _skill_words(skill: float) -> str:
@@ -216,16 +236,28 @@ def _distance_verdict(name: str, res: DistanceResult, floor: DistanceResult) -> 
         v, e = res.aggregates(metric)["total"]
         f, fe = floor.aggregates(metric)["total"]
         ratio = v / f if f > 0 else math.inf
-        sig = (v - f) / math.sqrt(e**2 + fe**2) if np.isfinite(e) and np.isfinite(fe) and (e > 0 or fe > 0) else math.nan
-        words = "consistent with the floor" if np.isfinite(sig) and sig < 2 else f"{ratio:.1f}× the floor"
-        parts.append(f"Σ{_METRIC_TITLES[metric]} = {format_value(v, e)} vs floor {format_value(f, fe)} ({words})")
+        sig = (
+            (v - f) / math.sqrt(e**2 + fe**2)
+            if np.isfinite(e) and np.isfinite(fe) and (e > 0 or fe > 0)
+            else math.nan
+        )
+        words = (
+            "consistent with the floor"
+            if np.isfinite(sig) and sig < 2
+            else f"{ratio:.1f}× the floor"
+        )
+        parts.append(
+            f"Σ{_METRIC_TITLES[metric]} = {format_value(v, e)} vs floor {format_value(f, fe)} ({words})"
+        )
     return f"{name}: " + "; ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- tables
 
 
-def _distance_tables(results: Mapping[str, DistanceResult], floor: DistanceResult, floor_label: str) -> dict[str, Table]:
+def _distance_tables(
+    results: Mapping[str, DistanceResult], floor: DistanceResult, floor_label: str
+) -> dict[str, Table]:
     tables: dict[str, Table] = {}
     cols = ["model", *[_METRIC_TITLES[m] for m in DISTANCES]]
     rows = []
@@ -252,28 +284,46 @@ def _distance_tables(results: Mapping[str, DistanceResult], floor: DistanceResul
         tables[f"particle_{metric}"] = Table(
             f"{_METRIC_TITLES[metric]} per particle (sum of its 5 components)",
             ["particle", *aggs],
-            [[p, *[_pair(a["per_particle"][0][i], a["per_particle"][1][i]) for a in aggs.values()]] for i, p in enumerate(PARTONS)],
+            [
+                [
+                    p,
+                    *[
+                        _pair(a["per_particle"][0][i], a["per_particle"][1][i])
+                        for a in aggs.values()
+                    ],
+                ]
+                for i, p in enumerate(PARTONS)
+            ],
         )
         tables[f"type_{metric}"] = Table(
             f"{_METRIC_TITLES[metric]} per component type (sum over the 11 particles)",
             ["type", *aggs],
-            [[t, *[_pair(a["per_type"][0][i], a["per_type"][1][i]) for a in aggs.values()]] for i, t in enumerate(COMPONENT_TYPES)],
+            [
+                [t, *[_pair(a["per_type"][0][i], a["per_type"][1][i]) for a in aggs.values()]]
+                for i, t in enumerate(COMPONENT_TYPES)
+            ],
         )
     return tables
 
 
-def _per_event_tables(per: Mapping[str, _PerEvent], ref_label: str, ref: dict[str, np.ndarray]) -> dict[str, Table]:
+def _per_event_tables(
+    per: Mapping[str, _PerEvent], ref_label: str, ref: dict[str, np.ndarray]
+) -> dict[str, Table]:
     tables = {}
-    rows = [[ref_label, _pair(ref["es_mean"][0], ref["es_err"][0]), 1.0, 1.0, f"0/{TARGET_DIM}", 1.0]]
+    rows = [
+        [ref_label, _pair(ref["es_mean"][0], ref["es_err"][0]), 1.0, 1.0, f"0/{TARGET_DIM}", 1.0]
+    ]
     for name, p in per.items():
-        rows.append([
-            name,
-            _pair(p.es[0][0], p.es[1][0]),
-            _pair(p.es_skill[0][0], p.es_skill[1][0]),
-            _pair(*p.skill_geo),
-            f"{int((p.skill[0] < 1).sum())}/{int(np.isfinite(p.skill[0]).sum())}",
-            p.width_skill_geo,
-        ])
+        rows.append(
+            [
+                name,
+                _pair(p.es[0][0], p.es[1][0]),
+                _pair(p.es_skill[0][0], p.es_skill[1][0]),
+                _pair(*p.skill_geo),
+                f"{int((p.skill[0] < 1).sum())}/{int(np.isfinite(p.skill[0]).sum())}",
+                p.width_skill_geo,
+            ]
+        )
     tables["per_event_summary"] = Table(
         "Per-event accuracy vs the no-information reference",
         [
@@ -295,11 +345,27 @@ def _per_event_tables(per: Mapping[str, _PerEvent], ref_label: str, ref: dict[st
     for name, p in per.items():
         tables[f"per_event_{name}"] = Table(
             f"Per-component per-event scores: {name}",
-            ["component", "CRPS", "CRPS reference", "CRPS skill", "median bias", "median width", "reference width", "width skill"],
             [
-                [labels[i], _pair(p.crps[0][i], p.crps[1][i]), float(ref["crps_mean"][i]), _pair(p.skill[0][i], p.skill[1][i]),
-                 float(p.bias[i]), float(p.width[i]), float(ref["width"][i]),
-                 float(p.width[i] / ref["width"][i]) if ref["width"][i] > 0 else math.nan]
+                "component",
+                "CRPS",
+                "CRPS reference",
+                "CRPS skill",
+                "median bias",
+                "median width",
+                "reference width",
+                "width skill",
+            ],
+            [
+                [
+                    labels[i],
+                    _pair(p.crps[0][i], p.crps[1][i]),
+                    float(ref["crps_mean"][i]),
+                    _pair(p.skill[0][i], p.skill[1][i]),
+                    float(p.bias[i]),
+                    float(p.width[i]),
+                    float(ref["width"][i]),
+                    float(p.width[i] / ref["width"][i]) if ref["width"][i] > 0 else math.nan,
+                ]
                 for i in range(TARGET_DIM)
             ],
             note="Width: half the 16-84 % range of (posterior median - truth).",
@@ -307,7 +373,9 @@ def _per_event_tables(per: Mapping[str, _PerEvent], ref_label: str, ref: dict[st
     return tables
 
 
-def _calibration_tables(cov: Mapping[str, Coverage], rh: Mapping[str, RankHistogram], levels: Sequence[float]) -> dict[str, Table]:
+def _calibration_tables(
+    cov: Mapping[str, Coverage], rh: Mapping[str, RankHistogram], levels: Sequence[float]
+) -> dict[str, Table]:
     cols = ["model"]
     for lv in levels:
         cols += [f"coverage {lv:.0%} (median)", f"{lv:.0%} min-max", f"{lv:.0%} |pull|>3"]
@@ -322,16 +390,22 @@ def _calibration_tables(cov: Mapping[str, Coverage], rh: Mapping[str, RankHistog
                 f"{c.coverage[j].min():.3f}-{c.coverage[j].max():.3f}",
                 f"{int((np.abs(pull[j]) > 3).sum())}/{TARGET_DIM}",
             ]
-        row += [f"{int((rh[name].pvalue < 0.01).sum())}/{TARGET_DIM}", float(np.median(rh[name].pvalue))]
+        row += [
+            f"{int((rh[name].pvalue < 0.01).sum())}/{TARGET_DIM}",
+            float(np.median(rh[name].pvalue)),
+        ]
         rows.append(row)
-    tables = {"coverage_summary": Table(
-        "Calibration: coverage of central credible intervals and rank uniformity",
-        cols, rows,
-        note=(
-            "Coverage from the randomised PIT (exact for any number of draws); "
-            "pull = (coverage - level)/binomial σ. Rank histograms: χ² uniformity test per component."
-        ),
-    )}
+    tables = {
+        "coverage_summary": Table(
+            "Calibration: coverage of central credible intervals and rank uniformity",
+            cols,
+            rows,
+            note=(
+                "Coverage from the randomised PIT (exact for any number of draws); "
+                "pull = (coverage - level)/binomial σ. Rank histograms: χ² uniformity test per component."
+            ),
+        )
+    }
     labels = target_labels()
     ccols = ["component"]
     for name in cov:
@@ -340,7 +414,9 @@ def _calibration_tables(cov: Mapping[str, Coverage], rh: Mapping[str, RankHistog
     for i in range(TARGET_DIM):
         row = [labels[i]]
         for name, c in cov.items():
-            row += [_pair(c.coverage[j, i], c.error[j, i]) for j in range(len(levels))] + [float(rh[name].pvalue[i])]
+            row += [_pair(c.coverage[j, i], c.error[j, i]) for j in range(len(levels))] + [
+                float(rh[name].pvalue[i])
+            ]
         crow.append(row)
     tables["coverage_components"] = Table("Coverage per component", ccols, crow)
     return tables
@@ -387,7 +463,13 @@ li{margin:4px 0}
 """
 
 
-def _html_page(title: str, summary: list[str], meta: str, tables: Mapping[str, Table], figures: Mapping[str, str]) -> str:
+def _html_page(
+    title: str,
+    summary: list[str],
+    meta: str,
+    tables: Mapping[str, Table],
+    figures: Mapping[str, str],
+) -> str:
     main = ["table1", "per_event_summary", "coverage_summary", "consistency"]
     parts = [
         "<!DOCTYPE html>",
@@ -401,11 +483,15 @@ def _html_page(title: str, summary: list[str], meta: str, tables: Mapping[str, T
             parts.append(tables[key].to_html())
     parts.append("<h2>Figures</h2><div class='grid'>")
     for name, b64 in figures.items():
-        parts.append(f'<img alt="{html.escape(name)}" title="{html.escape(name)}" src="data:image/png;base64,{b64}">')
+        parts.append(
+            f'<img alt="{html.escape(name)}" title="{html.escape(name)}" src="data:image/png;base64,{b64}">'
+        )
     parts.append("</div><h2>All tables</h2>")
     for key, tab in tables.items():
         if key not in main:
-            parts.append(f"<details><summary>{html.escape(tab.title)}</summary>{tab.to_html()}</details>")
+            parts.append(
+                f"<details><summary>{html.escape(tab.title)}</summary>{tab.to_html()}</details>"
+            )
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -500,7 +586,9 @@ def write_report(
         raise ValueError("draws_by_model is empty")
     for name, d in draws_by_model.items():
         if d.ndim != 3 or d.shape[0] != b or d.shape[2] != TARGET_DIM or d.shape[1] < 2:
-            raise ValueError(f"draws of {name!r} must have shape ({b}, S>=2, {TARGET_DIM}), got {d.shape}")
+            raise ValueError(
+                f"draws of {name!r} must have shape ({b}, S>=2, {TARGET_DIM}), got {d.shape}"
+            )
     w = np.ones(b) if weights is None else np.asarray(weights, dtype=np.float64)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
     s_max = max(d.shape[1] for d in draws_by_model.values())
@@ -514,7 +602,9 @@ def write_report(
         floor_src, second, second_w = "test truth split in halves (B/2 events)", None, None
     floor_label = "truth floor"
     logger.info("floor: %s", floor_src)
-    floor = truth_floor(truth, w, second=second, second_weights=second_w, n_boot=n_boot, rng=rngs[0])
+    floor = truth_floor(
+        truth, w, second=second, second_weights=second_w, n_boot=n_boot, rng=rngs[0]
+    )
 
     # reference
     if reference_draws is not None:
@@ -522,13 +612,17 @@ def write_report(
     elif train_truth is not None:
         ref_src, ref_draws = "training prior", prior_reference(train_truth, b, s_max, rngs[1])
     else:
-        logger.warning("no train_truth: the no-information reference is drawn from the test truth marginal")
+        logger.warning(
+            "no train_truth: the no-information reference is drawn from the test truth marginal"
+        )
         ref_src, ref_draws = "test truth marginal", prior_reference(truth, b, s_max, rngs[1])
     ref_label = f"reference ({ref_src})"
     constant = constant_components(truth)
     if constant.any():
-        logger.info("components with a constant truth, left out of per-event skills: %s",
-                    ", ".join(np.asarray(target_labels())[constant]))
+        logger.info(
+            "components with a constant truth, left out of per-event skills: %s",
+            ", ".join(np.asarray(target_labels())[constant]),
+        )
     scale = np.where(constant, np.inf, truth.std(axis=0))
     counts = bootstrap_counts(b, n_boot, rngs[2]) if n_boot > 0 else np.ones((1, b))
     groups = [np.arange(TARGET_DIM)] + [np.arange(5 * i, 5 * i + 5) for i in range(len(PARTONS))]
@@ -553,7 +647,9 @@ def write_report(
     for name, d in draws_by_model.items():
         t0 = time.perf_counter()
         x, xw, ev = global_sample(d, w, use=global_draws)
-        dist[name] = compare_samples(x, truth, xw, w, test_event=ev, paired=True, n_boot=n_boot, rng=rngs[3])
+        dist[name] = compare_samples(
+            x, truth, xw, w, test_event=ev, paired=True, n_boot=n_boot, rng=rngs[3]
+        )
         per[name] = _per_event(d, truth, w, ref, counts, scale)
         u = pit(d, truth, rngs[4])
         cov[name] = coverage(d, truth, levels, w, u=u)
@@ -590,14 +686,28 @@ def write_report(
     for key, tab in tables.items():
         files += tab.write(out / "tables" / key)
     all_md = out / "tables.md"
-    all_md.write_text(f"# {title}\n\n" + "\n".join(t.to_markdown() for t in tables.values()), encoding="utf-8")
+    all_md.write_text(
+        f"# {title}\n\n" + "\n".join(t.to_markdown() for t in tables.values()), encoding="utf-8"
+    )
     files.append(all_md)
 
     figures_b64: dict[str, str] = {}
     if plots:
         files += _write_figures(
-            out, truth, draws_by_model, w, plot_features, plot_formats, cov_grid, rh,
-            train_truth, train_features, test_features, posterior_events, global_draws, figures_b64,
+            out,
+            truth,
+            draws_by_model,
+            w,
+            plot_features,
+            plot_formats,
+            cov_grid,
+            rh,
+            train_truth,
+            train_features,
+            test_features,
+            posterior_events,
+            global_draws,
+            figures_b64,
         )
 
     meta = (
@@ -654,7 +764,9 @@ def _write_figures(
             figures_b64[name] = plots.figure_to_base64(fig)
 
     for particle, kind in plot_features:
-        fig, _ = plots.plot_distribution(truth, draws_by_model, particle, kind, weights=w, use=global_draws)
+        fig, _ = plots.plot_distribution(
+            truth, draws_by_model, particle, kind, weights=w, use=global_draws
+        )
         emit(f"dist_{particle}_{kind}", fig)
     emit("coverage", plots.plot_coverage(cov_grid)[0])
     comps = [target_index(p, c) for p, c in RANK_PLOT_COMPONENTS]
@@ -667,7 +779,10 @@ def _write_figures(
         if train_features is not None and test_features is not None and train_truth is not None:
             bf = brute_force_posterior(train_features, train_truth, np.asarray(test_features)[i])
         fig, _ = plots.plot_event_posterior(
-            {k: v[i] for k, v in draws_by_model.items()}, truth[i], POSTERIOR_FEATURES, brute_force=bf
+            {k: v[i] for k, v in draws_by_model.items()},
+            truth[i],
+            POSTERIOR_FEATURES,
+            brute_force=bf,
         )
         emit(f"posterior_event{i}", fig)
     return files

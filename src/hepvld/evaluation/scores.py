@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "constant_components",
     "Resolution",
+    "constant_components",
     "crps_fair",
     "crps_gaussian",
     "energy_score",
@@ -167,9 +167,16 @@ def weighted_quantile(
     values = np.asarray(values, dtype=np.float64)
     if weights is None:
         return np.quantile(values, q, axis=0)
-    return np.quantile(values, q, axis=0, weights=np.broadcast_to(
-        np.asarray(weights, dtype=np.float64).reshape(-1, *([1] * (values.ndim - 1))), values.shape
-    ), method="inverted_cdf")
+    return np.quantile(
+        values,
+        q,
+        axis=0,
+        weights=np.broadcast_to(
+            np.asarray(weights, dtype=np.float64).reshape(-1, *([1] * (values.ndim - 1))),
+            values.shape,
+        ),
+        method="inverted_cdf",
+    )
 
 
 @dataclass

@@ -53,7 +53,7 @@ def format_value(value: float, error: float | None = None, digits: int = 4) -> s
         return "nan"
     if error is None or not math.isfinite(error) or error <= 0:
         return f"{value:.{digits}g}"
-    decimals = max(0, 1 - int(math.floor(math.log10(error))))
+    decimals = max(0, 1 - math.floor(math.log10(error)))
     return f"{value:.{decimals}f} ± {error:.{decimals}f}"
 
 

@@ -18,15 +18,25 @@ import vector
 
 from hepvld.features.selection import PAPER_CUTS, SelectionCuts, good_jets, good_leptons
 
-__all__ = ["DetectorTensors", "DETECTOR_FEATURES", "GLOBAL_FEATURES", "detector_tensors", "pad"]
+__all__ = ["DETECTOR_FEATURES", "GLOBAL_FEATURES", "DetectorTensors", "detector_tensors", "pad"]
 
 vector.register_awkward()
 log = logging.getLogger(__name__)
 
 #: Per-object features ``F = 12``.
 DETECTOR_FEATURES: tuple[str, ...] = (
-    "M", "pT", "phi", "eta", "E", "px", "py", "pz",
-    "is_bjet", "is_light_jet", "is_electron", "is_muon",
+    "M",
+    "pT",
+    "phi",
+    "eta",
+    "E",
+    "px",
+    "py",
+    "pz",
+    "is_bjet",
+    "is_light_jet",
+    "is_electron",
+    "is_muon",
 )
 #: Event-level features ``G = 2``.
 GLOBAL_FEATURES: tuple[str, ...] = ("MET_pt", "MET_phi")
@@ -94,8 +104,9 @@ def detector_tensors(
     e, m = events.Electron[e_ok], events.Muon[m_ok]
 
     def lepton_record(c: Any, is_e: int) -> ak.Array:
-        return ak.zip({"pt": c.pt, "eta": c.eta, "phi": c.phi, "mass": c.mass,
-                       "is_e": c.pt * 0 + is_e})
+        return ak.zip(
+            {"pt": c.pt, "eta": c.eta, "phi": c.phi, "mass": c.mass, "is_e": c.pt * 0 + is_e}
+        )
 
     leps = ak.concatenate([lepton_record(e, 1), lepton_record(m, 0)], axis=1)
     leps = leps[ak.argsort(leps.pt, axis=1, ascending=False)]
@@ -107,8 +118,13 @@ def detector_tensors(
     n_jets = ak.to_numpy(ak.num(jets, axis=1))
     truncated = int((n_jets > max_jets).sum())
     if truncated:
-        log.info("%d of %d events have more than %d selected jets; kept the leading %d",
-                 truncated, B, max_jets, max_jets)
+        log.info(
+            "%d of %d events have more than %d selected jets; kept the leading %d",
+            truncated,
+            B,
+            max_jets,
+            max_jets,
+        )
     jp4 = ak.zip({k: jets[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
     btag = ak.values_astype(jets.btagged, np.float32)
     zero = jets.pt * 0
@@ -116,10 +132,18 @@ def detector_tensors(
 
     objects = np.concatenate([lep_obj, jet_obj], axis=1).astype(np.float32)
     mask = np.concatenate(
-        [(ak.to_numpy(ak.num(lep, axis=1)) > 0)[:, None],
-         np.arange(max_jets)[None, :] < n_jets[:, None]], axis=1
+        [
+            (ak.to_numpy(ak.num(lep, axis=1)) > 0)[:, None],
+            np.arange(max_jets)[None, :] < n_jets[:, None],
+        ],
+        axis=1,
     ).reshape(B, 1 + max_jets)
     objects[~mask] = 0.0
-    glob = np.stack([np.asarray(ak.to_numpy(events.MET.pt), dtype=np.float32),
-                     np.asarray(ak.to_numpy(events.MET.phi), dtype=np.float32)], axis=-1)
+    glob = np.stack(
+        [
+            np.asarray(ak.to_numpy(events.MET.pt), dtype=np.float32),
+            np.asarray(ak.to_numpy(events.MET.phi), dtype=np.float32),
+        ],
+        axis=-1,
+    )
     return DetectorTensors(objects=objects, mask=mask, globals=glob.reshape(B, 2))

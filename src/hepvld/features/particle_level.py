@@ -27,14 +27,22 @@ from hepvld.io.errors import MissingBranchError
 from hepvld.physics.kinematics import p4_ptetaphim
 from hepvld.physics.partons import decay_chain
 
-__all__ = ["ParticleLevelTensors", "PARTICLE_FEATURES", "particle_level_tensors"]
+__all__ = ["PARTICLE_FEATURES", "ParticleLevelTensors", "particle_level_tensors"]
 
 log = logging.getLogger(__name__)
 
 #: Per-object features ``F = 10``.
 PARTICLE_FEATURES: tuple[str, ...] = (
-    "px", "py", "pz", "log(E+1)", "log(M+1)",
-    "is_bjet", "is_light_jet", "is_electron", "is_muon", "is_neutrino",
+    "px",
+    "py",
+    "pz",
+    "log(E+1)",
+    "log(M+1)",
+    "is_bjet",
+    "is_light_jet",
+    "is_electron",
+    "is_muon",
+    "is_neutrino",
 )
 
 
@@ -76,23 +84,36 @@ def particle_level_tensors(
     gj = gj[ak.argsort(gj.pt, axis=1, ascending=False)]
     n_j = ak.to_numpy(ak.num(gj, axis=1))
     if (n_j > max_jets).any():
-        log.info("%d of %d events have more than %d particle-level jets; kept the leading %d",
-                 int((n_j > max_jets).sum()), B, max_jets, max_jets)
+        log.info(
+            "%d of %d events have more than %d particle-level jets; kept the leading %d",
+            int((n_j > max_jets).sum()),
+            B,
+            max_jets,
+            max_jets,
+        )
     jk = {k: pad(gj[k], max_jets).astype(np.float64) for k in ("pt", "eta", "phi", "mass")}
     jmask = np.arange(max_jets)[None, :] < n_j[:, None]
-    flav = pad(gj.hadronFlavour, max_jets) if "hadronFlavour" in ak.fields(gj) else np.zeros((B, max_jets))
+    flav = (
+        pad(gj.hadronFlavour, max_jets)
+        if "hadronFlavour" in ak.fields(gj)
+        else np.zeros((B, max_jets))
+    )
     jtype = np.stack([flav == 5, flav != 5, *(np.zeros((B, max_jets), bool),) * 3], axis=-1)
 
     dl = events.GenDressedLepton
     apdg = abs(dl.pdgId)
-    dl = dl[((apdg == 11) | (apdg == 13)) & (dl.pt > cuts.lepton_pt_min)
-            & (abs(dl.eta) < cuts.lepton_eta_max)]
+    dl = dl[
+        ((apdg == 11) | (apdg == 13))
+        & (dl.pt > cuts.lepton_pt_min)
+        & (abs(dl.eta) < cuts.lepton_eta_max)
+    ]
     dl = dl[ak.argsort(dl.pt, axis=1, ascending=False)]
     lk = {k: pad(dl[k], 1).astype(np.float64) for k in ("pt", "eta", "phi", "mass")}
     lpdg = pad(abs(dl.pdgId), 1)
     lmask = ak.to_numpy(ak.num(dl, axis=1))[:, None] > 0
-    ltype = np.stack([*(np.zeros((B, 1), bool),) * 2, lpdg == 11, lpdg == 13,
-                      np.zeros((B, 1), bool)], axis=-1)
+    ltype = np.stack(
+        [*(np.zeros((B, 1), bool),) * 2, lpdg == 11, lpdg == 13, np.zeros((B, 1), bool)], axis=-1
+    )
 
     nu = decay_chain(events).leaves["nu"]  # (B, 4) pt, eta, phi, mass; NaN if invalid
     nmask = np.isfinite(nu).all(axis=1)[:, None]
@@ -104,8 +125,9 @@ def particle_level_tensors(
     mask = np.concatenate([lmask, nmask, jmask], axis=1)
     types = np.concatenate([ltype, ntype, jtype], axis=-2).astype(np.float64)
     p4 = p4_ptetaphim(kin["pt"], kin["eta"], kin["phi"], kin["mass"])
-    feats = np.stack([p4.px, p4.py, p4.pz, np.log(p4.E + 1), np.log(np.maximum(p4.mass, 0) + 1)],
-                     axis=-1)
+    feats = np.stack(
+        [p4.px, p4.py, p4.pz, np.log(p4.E + 1), np.log(np.maximum(p4.mass, 0) + 1)], axis=-1
+    )
     objects = np.concatenate([feats, types], axis=-1)
     order = np.argsort(np.where(mask, -kin["pt"], np.inf), axis=1, kind="stable")
     objects = np.take_along_axis(objects, order[..., None], axis=1).astype(np.float32)
@@ -115,6 +137,9 @@ def particle_level_tensors(
         glob = np.stack([ak.to_numpy(events.GenMET.pt), ak.to_numpy(events.GenMET.phi)], axis=-1)
     else:
         glob = np.zeros((B, 2))
-    return ParticleLevelTensors(objects=objects, mask=mask,
-                                globals=np.asarray(glob, np.float32).reshape(B, 2),
-                                multiplicity=mask.sum(axis=1).astype(np.int64))
+    return ParticleLevelTensors(
+        objects=objects,
+        mask=mask,
+        globals=np.asarray(glob, np.float32).reshape(B, 2),
+        multiplicity=mask.sum(axis=1).astype(np.int64),
+    )

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TargetPreprocessor", "DetectorPreprocessor", "spread_floor"]
+__all__ = ["DetectorPreprocessor", "TargetPreprocessor", "spread_floor"]
 
 _VERSION = 1
 
@@ -124,8 +124,13 @@ class TargetPreprocessor:
         """JSON-serialisable plain dict."""
         if self.mean is None or self.scale is None:
             raise RuntimeError("TargetPreprocessor is not fitted")
-        return {"type": type(self).__name__, "version": _VERSION, "eps": self.eps,
-                "mean": self.mean.tolist(), "scale": self.scale.tolist()}
+        return {
+            "type": type(self).__name__,
+            "version": _VERSION,
+            "eps": self.eps,
+            "mean": self.mean.tolist(),
+            "scale": self.scale.tolist(),
+        }
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> TargetPreprocessor:
@@ -178,13 +183,22 @@ class DetectorPreprocessor:
         return x
 
     def _fitted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self.obj_mean is None or self.obj_scale is None or self.glob_mean is None \
-                or self.glob_scale is None:
+        if (
+            self.obj_mean is None
+            or self.obj_scale is None
+            or self.glob_mean is None
+            or self.glob_scale is None
+        ):
             raise RuntimeError("DetectorPreprocessor is not fitted")
         return self.obj_mean, self.obj_scale, self.glob_mean, self.glob_scale
 
-    def fit(self, objects: np.ndarray, mask: np.ndarray, globals: np.ndarray,
-            weights: np.ndarray | None = None) -> DetectorPreprocessor:
+    def fit(
+        self,
+        objects: np.ndarray,
+        mask: np.ndarray,
+        globals: np.ndarray,
+        weights: np.ndarray | None = None,
+    ) -> DetectorPreprocessor:
         """Fit on ``objects (B, N, F)``, ``mask (B, N)``, ``globals (B, G)``; returns self.
 
         Only unmasked objects enter the object statistics (padding is ignored).
@@ -192,8 +206,11 @@ class DetectorPreprocessor:
         objects = np.asarray(objects, dtype=np.float64)
         mask = np.asarray(mask, dtype=bool)
         sel = self._forward_log(objects[mask], self.log_features)
-        w_obj = None if weights is None else np.broadcast_to(
-            np.asarray(weights)[:, None], mask.shape)[mask]
+        w_obj = (
+            None
+            if weights is None
+            else np.broadcast_to(np.asarray(weights)[:, None], mask.shape)[mask]
+        )
         mean, std = _masked_stats(sel, w_obj)
         scale = spread_floor(mean, std, self.eps)
         mean[self.onehot_features], scale[self.onehot_features] = 0.0, 1.0
@@ -231,10 +248,18 @@ class DetectorPreprocessor:
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable plain dict."""
         om, os_, gm, gs = self._fitted()
-        return {"type": type(self).__name__, "version": _VERSION, "eps": self.eps,
-                "log_features": self.log_features, "onehot_features": self.onehot_features,
-                "log_globals": self.log_globals, "obj_mean": om.tolist(),
-                "obj_scale": os_.tolist(), "glob_mean": gm.tolist(), "glob_scale": gs.tolist()}
+        return {
+            "type": type(self).__name__,
+            "version": _VERSION,
+            "eps": self.eps,
+            "log_features": self.log_features,
+            "onehot_features": self.onehot_features,
+            "log_globals": self.log_globals,
+            "obj_mean": om.tolist(),
+            "obj_scale": os_.tolist(),
+            "glob_mean": gm.tolist(),
+            "glob_scale": gs.tolist(),
+        }
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> DetectorPreprocessor:

@@ -18,7 +18,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-__all__ = ["Cutflow", "SelectionCuts", "PAPER_CUTS", "select", "good_leptons", "good_jets"]
+__all__ = ["PAPER_CUTS", "Cutflow", "SelectionCuts", "good_jets", "good_leptons", "select"]
 
 log = logging.getLogger(__name__)
 
@@ -166,19 +166,29 @@ def select(
         Counts after each cut, in order.
     """
     n = len(events)
-    w = np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64) if "genWeight" in ak.fields(events) else np.ones(n)
+    w = (
+        np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64)
+        if "genWeight" in ak.fields(events)
+        else np.ones(n)
+    )
     cf = Cutflow()
     cf.add("all events", n, float(w.sum()))
     e_ok, m_ok = good_leptons(events, cuts)
     n_lep = ak.to_numpy(ak.sum(e_ok, axis=1) + ak.sum(m_ok, axis=1))
     mask = n_lep == 1
-    cf.add(f"exactly 1 isolated e/mu (pT>{cuts.lepton_pt_min:g}, |eta|<{cuts.lepton_eta_max:g})",
-           int(mask.sum()), float(w[mask].sum()))
+    cf.add(
+        f"exactly 1 isolated e/mu (pT>{cuts.lepton_pt_min:g}, |eta|<{cuts.lepton_eta_max:g})",
+        int(mask.sum()),
+        float(w[mask].sum()),
+    )
     j_ok = good_jets(events, cuts)
     n_jet = ak.to_numpy(ak.sum(j_ok, axis=1))
     mask = mask & (n_jet >= cuts.min_jets)
-    cf.add(f">= {cuts.min_jets} jets (pT>{cuts.jet_pt_min:g}, |eta|<{cuts.jet_eta_max:g})",
-           int(mask.sum()), float(w[mask].sum()))
+    cf.add(
+        f">= {cuts.min_jets} jets (pT>{cuts.jet_pt_min:g}, |eta|<{cuts.jet_eta_max:g})",
+        int(mask.sum()),
+        float(w[mask].sum()),
+    )
     n_b = ak.to_numpy(ak.sum(j_ok & events.Jet.btagged, axis=1))
     mask = mask & (n_b >= cuts.min_btags)
     cf.add(f">= {cuts.min_btags} b-tagged jets", int(mask.sum()), float(w[mask].sum()))

@@ -108,7 +108,7 @@ class HardProcessRecorder(pythia8mc.UserHooks):
         self._pythia = pythia
         pythia.setUserHooksPtr(self)
 
-    def onEndEvent(self, status: pythia8mc.UserHooks.Status) -> None:  # noqa: N802 (Pythia API)
+    def onEndEvent(self, status: pythia8mc.UserHooks.Status) -> None:
         if status != pythia8mc.UserHooks.COMPLETE or self._pythia is None:
             return
         self.rows.append(

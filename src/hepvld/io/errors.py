@@ -10,10 +10,10 @@ from __future__ import annotations
 __all__ = [
     "HepvldIOError",
     "InputFileNotFoundError",
-    "TreeNotFoundError",
-    "SchemaError",
     "MissingBranchError",
     "NonFiniteError",
+    "SchemaError",
+    "TreeNotFoundError",
     "TruthError",
 ]
 

@@ -45,7 +45,7 @@ from hepvld.io.schemas import (
     SchemaMap,
 )
 
-__all__ = ["open_events", "iterate_events", "resolve_paths", "OnNonFinite", "SchemaName"]
+__all__ = ["OnNonFinite", "SchemaName", "iterate_events", "open_events", "resolve_paths"]
 
 vector.register_awkward()
 log = logging.getLogger(__name__)
@@ -54,7 +54,10 @@ SchemaName = Literal["auto", "nanoaod", "delphes"]
 OnNonFinite = Literal["raise", "drop", "ignore"]
 
 _BEHAVIOUR = {"MET": "Momentum2D", "GenMET": "Momentum2D"}
-_LEPTONS = {"Electron": (11, ELECTRON_MASS, "pfRelIso03_all"), "Muon": (13, MUON_MASS, "pfRelIso04_all")}
+_LEPTONS = {
+    "Electron": (11, ELECTRON_MASS, "pfRelIso03_all"),
+    "Muon": (13, MUON_MASS, "pfRelIso04_all"),
+}
 
 
 # ----------------------------------------------------------------------------- sources
@@ -99,9 +102,7 @@ class _Tree:
     plan: dict[str, dict[str, tuple[str, FieldSpec]]]
 
 
-def _open_tree(
-    path: str, tree: str, schema: SchemaName, branches: Sequence[str] | None
-) -> _Tree:
+def _open_tree(path: str, tree: str, schema: SchemaName, branches: Sequence[str] | None) -> _Tree:
     import uproot
 
     try:
@@ -111,8 +112,10 @@ def _open_tree(
     classes = {k.split(";")[0]: c for k, c in file.classnames().items()}
     trees = sorted(k for k, c in classes.items() if c == "TTree")
     if classes.get(tree) == "ROOT::RNTuple":
-        raise SchemaError(f"{path!r}: {tree!r} is an RNTuple; hepvld reads TTrees (write "
-                          "them with uproot's mktree, see docs/schema.md)")
+        raise SchemaError(
+            f"{path!r}: {tree!r} is an RNTuple; hepvld reads TTrees (write "
+            "them with uproot's mktree, see docs/schema.md)"
+        )
     name = tree
     if name not in trees:
         if schema in ("auto", "delphes") and tree == "Events" and DELPHES.tree in trees:
@@ -133,7 +136,9 @@ def _open_tree(
             raise SchemaError(
                 f"unknown schema {schema!r}; choose 'auto' or one of {sorted(SCHEMAS)}"
             ) from None
-    plan = _plan(chosen, lambda c, f: chosen.branch(c, f) in names, branches, f"{path!r}, tree {name!r}")
+    plan = _plan(
+        chosen, lambda c, f: chosen.branch(c, f) in names, branches, f"{path!r}, tree {name!r}"
+    )
     return _Tree(path, name, ttree, chosen, plan)
 
 
@@ -165,13 +170,17 @@ def _plan(
     for out, cmap in schema.collections.items():
         if out not in wanted:
             continue
-        absent = [schema.branch(cmap.source, s) for s in cmap.fields.values() if not has(cmap.source, s)]
+        absent = [
+            schema.branch(cmap.source, s) for s in cmap.fields.values() if not has(cmap.source, s)
+        ]
         if absent and not cmap.required and len(absent) == len(cmap.fields):
             log.info("%s: no %s collection (%s ...), skipped", where, out, absent[0])
             continue
         missing.extend(absent)
         plan[out] = {f: (cmap.source, s) for f, s in cmap.fields.items()}
-        plan[out].update({f: (cmap.source, s) for f, s in cmap.optional.items() if has(cmap.source, s)})
+        plan[out].update(
+            {f: (cmap.source, s) for f, s in cmap.optional.items() if has(cmap.source, s)}
+        )
     for out, (src, spec) in schema.event_fields.items():
         if out in wanted and has(src, spec):
             plan[""][out] = (src, spec)
@@ -227,12 +236,17 @@ def _complete(
             lep["charge"] = ak.values_astype(-np.sign(lep["pdgId"]), np.int32)
         if iso not in lep:
             lep[iso] = ak.values_astype(lep["pt"] * 0, np.float32)
-            log.info("%s: no %s isolation branch; %s treated as isolated (set to 0)", where, name, iso)
+            log.info(
+                "%s: no %s isolation branch; %s treated as isolated (set to 0)", where, name, iso
+            )
     ev = cols[""]
     if "event" not in ev:
         ev["event"] = np.arange(offset, offset + n, dtype=np.uint64)
-        log.warning("%s: no event-number branch; using the entry index (splits by event number "
-                    "are then not stable against re-ordering)", where)
+        log.warning(
+            "%s: no event-number branch; using the entry index (splits by event number "
+            "are then not stable against re-ordering)",
+            where,
+        )
     else:
         ev["event"] = ak.values_astype(ev["event"], np.uint64)
     if "genWeight" not in ev:
@@ -292,12 +306,16 @@ def _check_finite(
             if flat.dtype.kind != "f" or np.isfinite(flat).all():
                 continue
             bad = ~np.isfinite(layout_arr)
-            per_event = ak.to_numpy(ak.any(bad, axis=-1)) if layout_arr.ndim > 1 else ak.to_numpy(bad)
+            per_event = (
+                ak.to_numpy(ak.any(bad, axis=-1)) if layout_arr.ndim > 1 else ak.to_numpy(bad)
+            )
             src, spec = plan.get(out, {}).get(f, (out, f))
             branch = schema.branch(src, spec)
             first = int(np.flatnonzero(per_event)[0]) + offset
-            msg = (f"{where}: branch {branch!r} has {int((~np.isfinite(flat)).sum())} NaN/inf "
-                   f"values in {int(per_event.sum())} of {n} events (first at entry {first})")
+            msg = (
+                f"{where}: branch {branch!r} has {int((~np.isfinite(flat)).sum())} NaN/inf "
+                f"values in {int(per_event.sum())} of {n} events (first at entry {first})"
+            )
             if on_nonfinite == "raise":
                 raise NonFiniteError(msg + "; pass on_nonfinite='drop' to skip those events")
             log.warning("%s; dropping those events", msg)
@@ -360,8 +378,9 @@ def _branch_names(t: _Tree) -> list[str]:
     return sorted({t.schema.branch(src, spec) for f in t.plan.values() for src, spec in f.values()})
 
 
-def _read(t: _Tree, arrays: dict[str, Any], n: int, offset: int, on_nonfinite: OnNonFinite,
-          btag_wp: float) -> ak.Array:
+def _read(
+    t: _Tree, arrays: dict[str, Any], n: int, offset: int, on_nonfinite: OnNonFinite, btag_wp: float
+) -> ak.Array:
     def get(coll: str, spec: FieldSpec) -> Any:
         return arrays[t.schema.branch(coll, spec)]
 
@@ -444,8 +463,13 @@ def open_events(
         for t in trees:
             t.tree.file.close()
     events = _concatenate(parts)
-    log.info("read %d events from %d file(s) (%s schema) in %.2f s", len(events), len(paths),
-             trees[0].schema.name, time.perf_counter() - t0)
+    log.info(
+        "read %d events from %d file(s) (%s schema) in %.2f s",
+        len(events),
+        len(paths),
+        trees[0].schema.name,
+        time.perf_counter() - t0,
+    )
     return events
 
 
@@ -471,8 +495,9 @@ def iterate_events(
     if _is_event_array(source):
         start, stop, _ = slice(entry_start, entry_stop).indices(len(source))
         for lo in range(start, stop, step_size):
-            yield _from_array(source, schema, branches, on_nonfinite, btag_wp, lo,
-                              min(lo + step_size, stop))
+            yield _from_array(
+                source, schema, branches, on_nonfinite, btag_wp, lo, min(lo + step_size, stop)
+            )
         return
     trees = [_open_tree(p, tree, schema, branches) for p in resolve_paths(source)]
     try:
@@ -485,4 +510,3 @@ def iterate_events(
     finally:
         for t in trees:
             t.tree.file.close()
-

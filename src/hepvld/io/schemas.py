@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 __all__ = [
-    "CollectionMap",
-    "SchemaMap",
-    "NANOAOD",
-    "DELPHES",
-    "SCHEMAS",
     "CONVERTERS",
     "DEEPJET_MEDIUM_WP",
+    "DELPHES",
     "ELECTRON_MASS",
     "MUON_MASS",
+    "NANOAOD",
+    "SCHEMAS",
+    "CollectionMap",
+    "SchemaMap",
 ]
 
 #: DeepJet (``Jet_btagDeepFlavB``) medium working point used when a NanoAOD file has no
@@ -181,9 +181,7 @@ DELPHES = SchemaMap(
     separator=".",
     collections=MappingProxyType(
         {
-            "Jet": CollectionMap(
-                "Jet", {**_DP4, "mass": "Mass", "btagged": ("BTag", "bit0")}
-            ),
+            "Jet": CollectionMap("Jet", {**_DP4, "mass": "Mass", "btagged": ("BTag", "bit0")}),
             "Electron": CollectionMap(
                 "Electron",
                 {**_DP4, "charge": "Charge"},

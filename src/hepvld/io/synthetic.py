@@ -19,22 +19,35 @@ import awkward as ak
 import numpy as np
 import vector
 
-__all__ = ["toy_events", "nanoaod_history", "write_root", "HARD_FLAGS"]
+__all__ = ["HARD_FLAGS", "nanoaod_history", "toy_events", "write_root"]
 
 vector.register_awkward()
 
 #: statusFlags of hard-process entries: isPrompt, isHardProcess, fromHardProcess,
 #: isFirstCopy, isLastCopy (bits 0, 7, 8, 12, 13).
 HARD_FLAGS: int = (1 << 0) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 13)
-_FROM_HARD = (1 << 8)
+_FROM_HARD = 1 << 8
 _FIRST, _LAST = (1 << 12), (1 << 13)
 
 Decay = Literal["semileptonic", "tau", "dileptonic", "allhadronic"]
-_MASS = {1: 0.0, 2: 0.0, 3: 0.0, 4: 1.5, 5: 4.8, 11: 0.000511, 12: 0.0, 13: 0.10566,
-         14: 0.0, 15: 1.777, 16: 0.0}
+_MASS = {
+    1: 0.0,
+    2: 0.0,
+    3: 0.0,
+    4: 1.5,
+    5: 4.8,
+    11: 0.000511,
+    12: 0.0,
+    13: 0.10566,
+    14: 0.0,
+    15: 1.777,
+    16: 0.0,
+}
 
 
-def _two_body(parent: Any, m1: np.ndarray, m2: np.ndarray, rng: np.random.Generator) -> tuple[Any, Any]:
+def _two_body(
+    parent: Any, m1: np.ndarray, m2: np.ndarray, rng: np.random.Generator
+) -> tuple[Any, Any]:
     M = parent.mass
     p = np.sqrt(np.clip((M**2 - (m1 + m2) ** 2) * (M**2 - (m1 - m2) ** 2), 0, None)) / (2 * M)
     cos = rng.uniform(-1, 1, len(M))
@@ -46,7 +59,9 @@ def _two_body(parent: Any, m1: np.ndarray, m2: np.ndarray, rng: np.random.Genera
     return a.boost_p4(parent), b.boost_p4(parent)
 
 
-def _w_daughters(kind: np.ndarray, plus: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _w_daughters(
+    kind: np.ndarray, plus: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """pdgIds (fermion, antifermion) of a W+ (plus) or W- for kind 0 had, 1 e/mu, 2 tau."""
     n = len(kind)
     lep = np.where(rng.random(n) < 0.5, 11, 13)
@@ -125,11 +140,26 @@ def toy_events(
     d3, d4 = _two_body(wm, _mass_of(fm), _mass_of(fbm), rng)
 
     parts = [t, tbar, wp, b, wm, bbar, d1, d2, d3, d4]
-    pdg = np.stack([np.full(n, 6), np.full(n, -6), np.full(n, 24), np.full(n, 5),
-                    np.full(n, -24), np.full(n, -5), fp, fbp, fm, fbm], axis=1)
+    pdg = np.stack(
+        [
+            np.full(n, 6),
+            np.full(n, -6),
+            np.full(n, 24),
+            np.full(n, 5),
+            np.full(n, -24),
+            np.full(n, -5),
+            fp,
+            fbp,
+            fm,
+            fbm,
+        ],
+        axis=1,
+    )
     mother = np.tile(np.array([-1, -1, 0, 0, 1, 1, 2, 2, 4, 4]), (n, 1))
     status = np.tile(np.array([22, 22, 22, 23, 22, 23, 23, 23, 23, 23]), (n, 1))
-    kin = {k: np.stack([getattr(p, k) for p in parts], axis=1) for k in ("pt", "eta", "phi", "mass")}
+    kin = {
+        k: np.stack([getattr(p, k) for p in parts], axis=1) for k in ("pt", "eta", "phi", "mass")
+    }
     genpart = ak.zip(
         {
             "pt": kin["pt"].astype(np.float32),
@@ -160,15 +190,22 @@ def toy_events(
     j_eta = np.concatenate([kin["eta"][:, 3:], isr_eta], axis=1)
     j_phi = np.concatenate([kin["phi"][:, 3:], isr_phi], axis=1)
     j_m = np.concatenate([np.maximum(kin["mass"][:, 3:], 0) + 0.12 * q_pt, 0.1 * isr_pt], axis=1)
-    j_flav = np.concatenate([np.where(apdg[:, 3:] == 5, 5, np.where(apdg[:, 3:] == 4, 4, 0)),
-                             np.zeros((n, n_isr), int)], axis=1)
+    j_flav = np.concatenate(
+        [
+            np.where(apdg[:, 3:] == 5, 5, np.where(apdg[:, 3:] == 4, 4, 0)),
+            np.zeros((n, n_isr), int),
+        ],
+        axis=1,
+    )
     j_keep = np.concatenate([is_q[:, 3:], isr_on], axis=1) & (j_pt > 20) & (np.abs(j_eta) < 4.7)
     order = np.argsort(-np.where(j_keep, j_pt, -1), axis=1, kind="stable")
     smear = rng.normal(1.0, 0.1, j_pt.shape)
     tag_p = np.where(j_flav == 5, 0.75, np.where(j_flav == 4, 0.2, 0.01))
     jets = {
         "pt": _jagged((j_pt * smear).astype(np.float32), j_keep, order),
-        "eta": _jagged((j_eta + rng.normal(0, 0.02, j_eta.shape)).astype(np.float32), j_keep, order),
+        "eta": _jagged(
+            (j_eta + rng.normal(0, 0.02, j_eta.shape)).astype(np.float32), j_keep, order
+        ),
         "phi": _jagged(j_phi.astype(np.float32), j_keep, order),
         "mass": _jagged((j_m * smear).astype(np.float32), j_keep, order),
         "btagged": _jagged(rng.random(j_pt.shape) < tag_p, j_keep, order),
@@ -213,8 +250,13 @@ def toy_events(
         "Jet": ak.zip(jets, with_name="Momentum4D"),
         "Electron": ak.zip(leptons(ele, 11, "pfRelIso03_all"), with_name="Momentum4D"),
         "Muon": ak.zip(leptons(muo, 13, "pfRelIso04_all"), with_name="Momentum4D"),
-        "MET": ak.zip({"pt": np.hypot(met_px, met_py).astype(np.float32),
-                       "phi": np.arctan2(met_py, met_px).astype(np.float32)}, with_name="Momentum2D"),
+        "MET": ak.zip(
+            {
+                "pt": np.hypot(met_px, met_py).astype(np.float32),
+                "phi": np.arctan2(met_py, met_px).astype(np.float32),
+            },
+            with_name="Momentum2D",
+        ),
         "GenPart": genpart,
         "GenJet": ak.zip(gen_jets, with_name="Momentum4D"),
         "GenDressedLepton": ak.zip(
@@ -227,8 +269,13 @@ def toy_events(
             },
             with_name="Momentum4D",
         ),
-        "GenMET": ak.zip({"pt": np.hypot(nu_px, nu_py).astype(np.float32),
-                          "phi": np.arctan2(nu_py, nu_px).astype(np.float32)}, with_name="Momentum2D"),
+        "GenMET": ak.zip(
+            {
+                "pt": np.hypot(nu_px, nu_py).astype(np.float32),
+                "phi": np.arctan2(nu_py, nu_px).astype(np.float32),
+            },
+            with_name="Momentum2D",
+        ),
     }
     return ak.zip(events, depth_limit=1)
 
@@ -246,16 +293,24 @@ def nanoaod_history(events: ak.Array, *, status_flags: bool = True, seed: int = 
     rng = np.random.default_rng(seed)
     gp = events.GenPart
     n = len(gp)
-    cols = {k: ak.to_numpy(gp[k]).reshape(n, 10) if n else np.zeros((0, 10)) for k in
-            ("pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother")}
+    cols = {
+        k: ak.to_numpy(gp[k]).reshape(n, 10) if n else np.zeros((0, 10))
+        for k in ("pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother")
+    }
 
     def jitter(i: int, scale: float = 3.0) -> dict[str, np.ndarray]:
-        return {"pt": cols["pt"][:, i] + rng.normal(0, scale, n), "eta": cols["eta"][:, i],
-                "phi": cols["phi"][:, i], "mass": cols["mass"][:, i]}
+        return {
+            "pt": cols["pt"][:, i] + rng.normal(0, scale, n),
+            "eta": cols["eta"][:, i],
+            "phi": cols["phi"][:, i],
+            "mass": cols["mass"][:, i],
+        }
 
     rows: list[tuple[dict[str, np.ndarray], int | np.ndarray, int, int, int]] = []
 
-    def add(kin: dict[str, np.ndarray], pdg: int | np.ndarray, status: int, mother: int, flags: int) -> int:
+    def add(
+        kin: dict[str, np.ndarray], pdg: int | np.ndarray, status: int, mother: int, flags: int
+    ) -> int:
         rows.append((kin, pdg, status, mother, flags))
         return len(rows) - 1
 
@@ -307,7 +362,10 @@ def _type_of(v: Any) -> Any:
 
 
 def write_root(
-    path: str, events: ak.Array, *, layout: Literal["nanoaod", "delphes"] = "nanoaod",
+    path: str,
+    events: ak.Array,
+    *,
+    layout: Literal["nanoaod", "delphes"] = "nanoaod",
     tree: str | None = None,
 ) -> None:
     """Write events (as from :func:`toy_events`) to a ROOT file with ``uproot``.
@@ -338,27 +396,70 @@ def write_root(
     ones = np.ones(len(ev), dtype=np.int64)
     gp = ev.GenPart
     data = {
-        "Event": ak.zip({"Number": one(ak.values_astype(ev.event, np.int64), ones),
-                         "Weight": one(ev.genWeight, ones)}),
-        "Jet": ak.zip({"PT": ev.Jet.pt, "Eta": ev.Jet.eta, "Phi": ev.Jet.phi, "Mass": ev.Jet.mass,
-                       "BTag": ak.values_astype(ev.Jet.btagged, np.uint32),
-                       "Flavor": ak.values_astype(ev.Jet.hadronFlavour, np.uint32)}),
-        "Electron": ak.zip({"PT": ev.Electron.pt, "Eta": ev.Electron.eta, "Phi": ev.Electron.phi,
-                            "Charge": ev.Electron.charge,
-                            "IsolationVar": ev.Electron.pfRelIso03_all}),
-        "Muon": ak.zip({"PT": ev.Muon.pt, "Eta": ev.Muon.eta, "Phi": ev.Muon.phi,
-                        "Charge": ev.Muon.charge, "IsolationVar": ev.Muon.pfRelIso04_all}),
-        "MissingET": ak.zip({"MET": one(ev.MET.pt, ones), "Eta": one(ev.MET.pt * 0, ones),
-                             "Phi": one(ev.MET.phi, ones)}),
-        "Particle": ak.zip({"PID": gp.pdgId, "Status": gp.status, "M1": gp.genPartIdxMother,
-                            "M2": gp.genPartIdxMother * 0 - 1, "PT": gp.pt, "Eta": gp.eta,
-                            "Phi": gp.phi, "Mass": gp.mass}),
-        "GenJet": ak.zip({"PT": ev.GenJet.pt, "Eta": ev.GenJet.eta, "Phi": ev.GenJet.phi,
-                          "Mass": ev.GenJet.mass}),
+        "Event": ak.zip(
+            {
+                "Number": one(ak.values_astype(ev.event, np.int64), ones),
+                "Weight": one(ev.genWeight, ones),
+            }
+        ),
+        "Jet": ak.zip(
+            {
+                "PT": ev.Jet.pt,
+                "Eta": ev.Jet.eta,
+                "Phi": ev.Jet.phi,
+                "Mass": ev.Jet.mass,
+                "BTag": ak.values_astype(ev.Jet.btagged, np.uint32),
+                "Flavor": ak.values_astype(ev.Jet.hadronFlavour, np.uint32),
+            }
+        ),
+        "Electron": ak.zip(
+            {
+                "PT": ev.Electron.pt,
+                "Eta": ev.Electron.eta,
+                "Phi": ev.Electron.phi,
+                "Charge": ev.Electron.charge,
+                "IsolationVar": ev.Electron.pfRelIso03_all,
+            }
+        ),
+        "Muon": ak.zip(
+            {
+                "PT": ev.Muon.pt,
+                "Eta": ev.Muon.eta,
+                "Phi": ev.Muon.phi,
+                "Charge": ev.Muon.charge,
+                "IsolationVar": ev.Muon.pfRelIso04_all,
+            }
+        ),
+        "MissingET": ak.zip(
+            {
+                "MET": one(ev.MET.pt, ones),
+                "Eta": one(ev.MET.pt * 0, ones),
+                "Phi": one(ev.MET.phi, ones),
+            }
+        ),
+        "Particle": ak.zip(
+            {
+                "PID": gp.pdgId,
+                "Status": gp.status,
+                "M1": gp.genPartIdxMother,
+                "M2": gp.genPartIdxMother * 0 - 1,
+                "PT": gp.pt,
+                "Eta": gp.eta,
+                "Phi": gp.phi,
+                "Mass": gp.mass,
+            }
+        ),
+        "GenJet": ak.zip(
+            {"PT": ev.GenJet.pt, "Eta": ev.GenJet.eta, "Phi": ev.GenJet.phi, "Mass": ev.GenJet.mass}
+        ),
         "GenMissingET": ak.zip({"MET": one(ev.GenMET.pt, ones), "Phi": one(ev.GenMET.phi, ones)}),
     }
     with uproot.recreate(path) as f:
         types = {k: _type_of(v) for k, v in data.items()}
-        f.mktree(tree or "Delphes", types, field_name=lambda o, i: f"{o}.{i}",
-                 counter_name=lambda c: f"{c}_size")
+        f.mktree(
+            tree or "Delphes",
+            types,
+            field_name=lambda o, i: f"{o}.{i}",
+            counter_name=lambda c: f"{c}_size",
+        )
         f[tree or "Delphes"].extend(data)

@@ -35,10 +35,15 @@ def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
     return (values * weights).sum() / weights.sum().clamp_min(torch.finfo(values.dtype).tiny)
 
 
-def randn(like: Tensor, generator: torch.Generator | None, shape: torch.Size | None = None) -> Tensor:
+def randn(
+    like: Tensor, generator: torch.Generator | None, shape: torch.Size | None = None
+) -> Tensor:
     """Standard normal noise of ``shape`` (default ``like.shape``), on ``like``'s device and dtype."""
     return torch.randn(
-        like.shape if shape is None else shape, generator=generator, device=like.device, dtype=like.dtype
+        like.shape if shape is None else shape,
+        generator=generator,
+        device=like.device,
+        dtype=like.dtype,
     )
 
 
@@ -112,7 +117,9 @@ class ConditionalGenerator(nn.Module):
     def gated_mlp(self, in_dim: int, out_dim: int, n_blocks: int) -> GatedMLP:
         """A :class:`~hepvld.nn.GatedMLP` of this model's width, expansion and dropout."""
         c = self.config
-        return GatedMLP(in_dim, out_dim, dim=c.dim, n_blocks=n_blocks, expansion=c.expansion, dropout=c.dropout)
+        return GatedMLP(
+            in_dim, out_dim, dim=c.dim, n_blocks=n_blocks, expansion=c.expansion, dropout=c.dropout
+        )
 
     def condition(self, objects: Tensor, mask: Tensor, globals: Tensor) -> Tensor:
         """Detector condition ``z_y``.
@@ -157,7 +164,9 @@ class ConditionalGenerator(nn.Module):
         return squared_error, residual.abs().sum(-1)
 
     @staticmethod
-    def loss_dict(total: Tensor, terms: dict[str, Tensor], weights: Tensor | None) -> dict[str, Tensor]:
+    def loss_dict(
+        total: Tensor, terms: dict[str, Tensor], weights: Tensor | None
+    ) -> dict[str, Tensor]:
         """``{"loss": weighted mean of total (B,), term: detached weighted mean of each (B,)}``."""
         out = {"loss": weighted_mean(total, weights)}
         out.update({k: weighted_mean(v, weights).detach() for k, v in terms.items()})
@@ -221,9 +230,13 @@ class ConditionalGenerator(nn.Module):
         batch = objects.shape[0]
         expected = (batch, n_samples, self.noise_dim)
         if noise is None:
-            noise = torch.randn(expected, generator=generator, device=objects.device, dtype=objects.dtype)
+            noise = torch.randn(
+                expected, generator=generator, device=objects.device, dtype=objects.dtype
+            )
         elif tuple(noise.shape) != expected:
             raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {expected}")
         z_y = self.condition(objects, mask, globals).repeat_interleave(n_samples, dim=0)
-        x = self.generate(noise.flatten(0, 1), z_y, sampler=sampler, steps=steps, generator=generator)
+        x = self.generate(
+            noise.flatten(0, 1), z_y, sampler=sampler, steps=steps, generator=generator
+        )
         return x.unflatten(0, (batch, n_samples))

@@ -38,7 +38,12 @@ import torch
 import zuko
 from torch import Tensor, nn
 from zuko.distributions import DiagNormal
-from zuko.flows import Flow, GeneralCouplingTransform, UnconditionalDistribution, UnconditionalTransform
+from zuko.flows import (
+    Flow,
+    GeneralCouplingTransform,
+    UnconditionalDistribution,
+    UnconditionalTransform,
+)
 from zuko.lazy import LazyTransform
 from zuko.transforms import MonotonicAffineTransform, PermutationTransform
 
@@ -71,7 +76,9 @@ class GatedCoupling(GeneralCouplingTransform):
         self.hyper = hyper
 
 
-def all_in_one_flow(features: int, context: int, blocks: int, hyper: Callable[[int, int], nn.Module]) -> Flow:
+def all_in_one_flow(
+    features: int, context: int, blocks: int, hyper: Callable[[int, int], nn.Module]
+) -> Flow:
     """A conditional zuko :class:`~zuko.flows.Flow` of All-In-One blocks.
 
     Parameters
@@ -94,10 +101,16 @@ def all_in_one_flow(features: int, context: int, blocks: int, hyper: Callable[[i
         n_in, n_out = int(mask.sum()), features - int(mask.sum())
         transforms.append(GatedCoupling(features, context, mask, hyper(n_in + context, 2 * n_out)))
         transforms.append(
-            UnconditionalTransform(MonotonicAffineTransform, torch.zeros(features), torch.zeros(features))
+            UnconditionalTransform(
+                MonotonicAffineTransform, torch.zeros(features), torch.zeros(features)
+            )
         )
-        transforms.append(UnconditionalTransform(PermutationTransform, torch.randperm(features), buffer=True))
-    base = UnconditionalDistribution(DiagNormal, torch.zeros(features), torch.ones(features), buffer=True)
+        transforms.append(
+            UnconditionalTransform(PermutationTransform, torch.randperm(features), buffer=True)
+        )
+    base = UnconditionalDistribution(
+        DiagNormal, torch.zeros(features), torch.ones(features), buffer=True
+    )
     return Flow(transforms, base)
 
 
@@ -116,7 +129,12 @@ class CINN(ConditionalGenerator):
         target_scale: Tensor | None = None,
     ) -> None:
         super().__init__(
-            config, object_features, global_features, target_dim, target_shift, target_scale,
+            config,
+            object_features,
+            global_features,
+            target_dim,
+            target_shift,
+            target_scale,
             noise_dim=target_dim,
         )
         self.flow = all_in_one_flow(

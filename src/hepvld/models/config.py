@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ModelConfig", "PRESETS", "VARIANTS", "model_config"]
+__all__ = ["PRESETS", "VARIANTS", "ModelConfig", "model_config"]
 
 #: The paper's VLD variants, as (conditional VAE encoder, conditional VAE decoder).
 VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -51,28 +51,36 @@ class ModelConfig:
     )
     latent_gradient: float = field(
         default=0.0,
-        metadata={"help": "scale of the diffusion terms' gradient into the VAE encoder: 0 = stopped "
-                  "(the latent is shaped by the reconstruction and VAE terms; the default, see "
-                  "docs/models.md), 1 = fully end to end as in the paper"},
+        metadata={
+            "help": "scale of the diffusion terms' gradient into the VAE encoder: 0 = stopped "
+            "(the latent is shaped by the reconstruction and VAE terms; the default, see "
+            "docs/models.md), 1 = fully end to end as in the paper"
+        },
     )
     gaussian_eps: bool = field(
         default=True,
-        metadata={"help": "add sigma_t * z_t to the denoiser's output (the exact epsilon of N(0, I) "
-                  "data), so the network learns the correction to a Gaussian (LSGM's mixed score)"},
+        metadata={
+            "help": "add sigma_t * z_t to the denoiser's output (the exact epsilon of N(0, I) "
+            "data), so the network learns the correction to a Gaussian (LSGM's mixed score)"
+        },
     )
     latent_norm: bool = field(
         default=True,
-        metadata={"help": "diffuse the VAE latent standardised per dimension with batch statistics "
-                  "(running averages when sampling), so that the diffusion loss cannot shrink "
-                  "the spread of the latent across events"},
+        metadata={
+            "help": "diffuse the VAE latent standardised per dimension with batch statistics "
+            "(running averages when sampling), so that the diffusion loss cannot shrink "
+            "the spread of the latent across events"
+        },
     )
     latent_norm_momentum: float = field(
         default=0.01, metadata={"help": "update rate of the running latent statistics"}
     )
     learn_decoder_scale: bool = field(
         default=True,
-        metadata={"help": "learn the per-component std of the VAE decoder's Gaussian likelihood "
-                  "(else fixed at 1/sqrt(2): plain squared error)"},
+        metadata={
+            "help": "learn the per-component std of the VAE decoder's Gaussian likelihood "
+            "(else fixed at 1/sqrt(2): plain squared error)"
+        },
     )
     min_decoder_scale: float = field(
         default=0.01,
@@ -80,32 +88,41 @@ class ModelConfig:
     )
     gamma_min: float = field(
         default=-4.0,
-        metadata={"help": "initial gamma(0) (log SNR = -gamma); sets the posterior noise of the "
-                  "VAE latent, sigma_0 = sqrt(sigmoid(gamma(0)))"},
+        metadata={
+            "help": "initial gamma(0) (log SNR = -gamma); sets the posterior noise of the "
+            "VAE latent, sigma_0 = sqrt(sigmoid(gamma(0)))"
+        },
     )
     gamma_max: float = field(default=5.0, metadata={"help": "initial gamma(1)"})
     ldm_vae_steps: int = field(
         default=10000,
-        metadata={"help": "LDM: optimiser steps of stage 1 (VAE alone); the diffusion trains after"},
+        metadata={
+            "help": "LDM: optimiser steps of stage 1 (VAE alone); the diffusion trains after"
+        },
     )
     ldm_prior_weight: float = field(
         default=1e-4, metadata={"help": "LDM: weight of KL(q(z|x) || N(0, I)) in stage 1"}
     )
     flow_blocks: int = field(
-        default=12, metadata={"help": "CINN: All-In-One blocks (coupling, global affine, permutation)"}
+        default=12,
+        metadata={"help": "CINN: All-In-One blocks (coupling, global affine, permutation)"},
     )
     flow_subnet_blocks: int = field(
         default=2, metadata={"help": "CINN: gated blocks of each coupling sub-network"}
     )
     flow_noise: float = field(
         default=0.01,
-        metadata={"help": "CINN: std of the Gaussian noise added to the standardised targets in "
-                  "the likelihood (constant components would make it unbounded)"},
+        metadata={
+            "help": "CINN: std of the Gaussian noise added to the standardised targets in "
+            "the likelihood (constant components would make it unbounded)"
+        },
     )
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
-            raise ValueError(f"ModelConfig.variant={self.variant!r}; choose from {sorted(VARIANTS)}")
+            raise ValueError(
+                f"ModelConfig.variant={self.variant!r}; choose from {sorted(VARIANTS)}"
+            )
         for name in (
             "dim",
             "latent_dim",
@@ -123,9 +140,7 @@ class ModelConfig:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
         if self.dim % self.heads:
-            raise ValueError(
-                f"ModelConfig.dim={self.dim} must be divisible by heads={self.heads}"
-            )
+            raise ValueError(f"ModelConfig.dim={self.dim} must be divisible by heads={self.heads}")
         if self.time_embedding_dim % 2:
             raise ValueError(
                 f"ModelConfig.time_embedding_dim={self.time_embedding_dim} must be even"
@@ -135,15 +150,23 @@ class ModelConfig:
         if self.consistency_weight < 0:
             raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
         if not 0.0 <= self.latent_gradient <= 1.0:
-            raise ValueError(f"ModelConfig.latent_gradient={self.latent_gradient} must be in [0, 1]")
+            raise ValueError(
+                f"ModelConfig.latent_gradient={self.latent_gradient} must be in [0, 1]"
+            )
         if not 0.0 < self.latent_norm_momentum <= 1.0:
-            raise ValueError(f"ModelConfig.latent_norm_momentum={self.latent_norm_momentum} must be in (0, 1]")
+            raise ValueError(
+                f"ModelConfig.latent_norm_momentum={self.latent_norm_momentum} must be in (0, 1]"
+            )
         if not 0 < self.min_decoder_scale < 1:
-            raise ValueError(f"ModelConfig.min_decoder_scale={self.min_decoder_scale} must be in (0, 1)")
+            raise ValueError(
+                f"ModelConfig.min_decoder_scale={self.min_decoder_scale} must be in (0, 1)"
+            )
         if self.consistency_scale <= 0:
             raise ValueError(f"ModelConfig.consistency_scale={self.consistency_scale} <= 0")
         if not isinstance(self.ldm_vae_steps, int) or self.ldm_vae_steps < 0:
-            raise ValueError(f"ModelConfig.ldm_vae_steps must be a non-negative integer, got {self.ldm_vae_steps!r}")
+            raise ValueError(
+                f"ModelConfig.ldm_vae_steps must be a non-negative integer, got {self.ldm_vae_steps!r}"
+            )
         for name in ("ldm_prior_weight", "flow_noise"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ModelConfig.{name}={getattr(self, name)} < 0")

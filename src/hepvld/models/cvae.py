@@ -40,7 +40,12 @@ class CVAE(ConditionalGenerator):
         target_scale: Tensor | None = None,
     ) -> None:
         super().__init__(
-            config, object_features, global_features, target_dim, target_shift, target_scale,
+            config,
+            object_features,
+            global_features,
+            target_dim,
+            target_shift,
+            target_scale,
             noise_dim=config.latent_dim,
         )
         c, cond = config, self.condition_dim

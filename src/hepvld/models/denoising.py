@@ -47,7 +47,9 @@ class DiffusionGenerator(ConditionalGenerator):
         """Create ``time_embedding``, ``denoiser`` (``E + T + C -> E``) and ``schedule``."""
         c = self.config
         self.time_embedding = SinusoidalEmbedding(c.time_embedding_dim)
-        self.denoiser = self.gated_mlp(size + c.time_embedding_dim + self.condition_dim, size, c.denoiser_blocks)
+        self.denoiser = self.gated_mlp(
+            size + c.time_embedding_dim + self.condition_dim, size, c.denoiser_blocks
+        )
         self.schedule = LearnedSchedule(gamma_min=c.gamma_min, gamma_max=c.gamma_max)
 
     def eps(self, z_t: Tensor, t: Tensor, z_y: Tensor) -> Tensor:
@@ -85,14 +87,22 @@ class DiffusionGenerator(ConditionalGenerator):
         """
         t = sample_times(z.shape[0], generator=generator, device=z.device)
         noise = randn(z, generator)
-        diffusion = continuous_diffusion_loss(lambda z_t, t_: self.eps(z_t, t_, z_y), self.schedule, z, t, noise)
+        diffusion = continuous_diffusion_loss(
+            lambda z_t, t_: self.eps(z_t, t_, z_y), self.schedule, z, t, noise
+        )
         prior = prior_kl(z, self.schedule)
         gamma_0 = self.schedule.gamma(torch.zeros((), device=z.device, dtype=z.dtype))
         z_0 = diffuse(z, gamma_0, randn(z, generator))
         if posterior is not None:
-            return {"prior": prior, "vae": latent_kl(*posterior, z_0, self.schedule), "diffusion": diffusion}
+            return {
+                "prior": prior,
+                "vae": latent_kl(*posterior, z_0, self.schedule),
+                "diffusion": diffusion,
+            }
         loc, log_scale = latent_reconstruction(z_0, self.schedule)
-        nll = (0.5 * ((z - loc) * torch.exp(-log_scale)).square() + log_scale + _HALF_LOG_2PI).sum(-1)
+        nll = (0.5 * ((z - loc) * torch.exp(-log_scale)).square() + log_scale + _HALF_LOG_2PI).sum(
+            -1
+        )
         return {"prior": prior, "reconstruction": nll, "diffusion": diffusion}
 
     def denoise(
@@ -106,7 +116,11 @@ class DiffusionGenerator(ConditionalGenerator):
     ) -> Tensor:
         r"""Run ``sampler`` from ``noise (B, E)`` at :math:`t = 1` to :math:`t = 0`; returns :math:`z_0/\alpha_0` ``(B, E)``."""
         z_0 = get_sampler(sampler)(
-            lambda z_t, t: self.eps(z_t, t, z_y), self.schedule.gamma, noise, steps=steps, generator=generator
+            lambda z_t, t: self.eps(z_t, t, z_y),
+            self.schedule.gamma,
+            noise,
+            steps=steps,
+            generator=generator,
         )
         alpha_0, _ = self.schedule.alpha_sigma(torch.zeros(1, device=z_0.device, dtype=z_0.dtype))
         return z_0 / alpha_0

@@ -66,7 +66,9 @@ class LDM(VLD):
     ) -> None:
         if config.variant != "vld":
             config = ModelConfig.from_dict({**config.to_dict(), "variant": "vld"})
-        super().__init__(config, object_features, global_features, target_dim, target_shift, target_scale)
+        super().__init__(
+            config, object_features, global_features, target_dim, target_shift, target_scale
+        )
         self.register_buffer("stage_step", torch.zeros((), dtype=torch.long))
 
     @property
@@ -108,9 +110,17 @@ class LDM(VLD):
             squared_error, consistency = self.reconstruction_terms(x_hat, x)
             reconstruction = self.reconstruction_nll(x_hat, x)  # Gaussian, learned sigma_x
             kl = gaussian_kl(mean, log_std, torch.zeros_like(mean), torch.zeros_like(log_std))
-            terms.update(reconstruction=reconstruction, mse=squared_error / x.shape[-1],
-                         consistency=consistency, kl=kl)
-            total = reconstruction + self.config.consistency_weight * consistency + self.config.ldm_prior_weight * kl
+            terms.update(
+                reconstruction=reconstruction,
+                mse=squared_error / x.shape[-1],
+                consistency=consistency,
+                kl=kl,
+            )
+            total = (
+                reconstruction
+                + self.config.consistency_weight * consistency
+                + self.config.ldm_prior_weight * kl
+            )
         else:
             with torch.no_grad():
                 mean, log_std = self.encode(x, None)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from torch import Tensor, nn
 
@@ -56,7 +57,9 @@ def _lazy_factory(module: str, cls: str, variant: str | None = None) -> ModelFac
         model_cls = getattr(importlib.import_module(module), cls)
         if variant is not None and config.variant != variant:
             config = ModelConfig.from_dict({**config.to_dict(), "variant": variant})
-        return model_cls(config, object_features, global_features, target_dim, target_shift, target_scale)
+        return model_cls(
+            config, object_features, global_features, target_dim, target_shift, target_scale
+        )
 
     return factory
 

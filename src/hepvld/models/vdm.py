@@ -42,7 +42,12 @@ class VDM(DiffusionGenerator):
         target_scale: Tensor | None = None,
     ) -> None:
         super().__init__(
-            config, object_features, global_features, target_dim, target_shift, target_scale,
+            config,
+            object_features,
+            global_features,
+            target_dim,
+            target_shift,
+            target_scale,
             noise_dim=target_dim,
         )
         self.build_diffusion(target_dim)

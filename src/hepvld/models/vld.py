@@ -91,12 +91,19 @@ class VLD(DiffusionGenerator):
         target_scale: Tensor | None = None,
     ) -> None:
         super().__init__(
-            config, object_features, global_features, target_dim, target_shift, target_scale,
+            config,
+            object_features,
+            global_features,
+            target_dim,
+            target_shift,
+            target_scale,
             noise_dim=config.latent_dim,
         )
         c, cond = config, self.condition_dim
         self.vae_encoder = self.gated_mlp(
-            target_dim + (cond if c.conditional_encoder else 0), 2 * c.latent_dim, c.vae_encoder_blocks
+            target_dim + (cond if c.conditional_encoder else 0),
+            2 * c.latent_dim,
+            c.vae_encoder_blocks,
         )
         self.vae_decoder = self.gated_mlp(
             c.latent_dim + (cond if c.conditional_decoder else 0), target_dim, c.vae_decoder_blocks
@@ -196,13 +203,21 @@ class VLD(DiffusionGenerator):
             "diffusion": latent["diffusion"],
         }
         total = (
-            latent["prior"] + reconstruction + self.config.consistency_weight * consistency
-            + latent["vae"] + latent["diffusion"]
+            latent["prior"]
+            + reconstruction
+            + self.config.consistency_weight * consistency
+            + latent["vae"]
+            + latent["diffusion"]
         )
         return self.loss_dict(total, terms, batch.get("weights"))
 
     def latent_terms(
-        self, z_x: Tensor, mean: Tensor, log_std: Tensor, z_y: Tensor, generator: torch.Generator | None
+        self,
+        z_x: Tensor,
+        mean: Tensor,
+        log_std: Tensor,
+        z_y: Tensor,
+        generator: torch.Generator | None,
     ) -> dict[str, Tensor]:
         """``prior``, ``vae`` and ``diffusion`` terms ``(B,)`` of a posterior draw ``z_x (B, D)``.
 

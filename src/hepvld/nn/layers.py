@@ -138,7 +138,9 @@ class SinusoidalEmbedding(nn.Module):
         self.dim = dim
         self.scale = scale
         half = dim // 2
-        frequencies = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+        frequencies = torch.exp(
+            -math.log(max_period) * torch.arange(half, dtype=torch.float32) / half
+        )
         self.register_buffer("frequencies", frequencies, persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 __all__ = [
-    "PARTONS",
     "COMPONENTS",
-    "TARGET_DIM",
     "DECAY_PRODUCTS",
     "DERIVED",
+    "PARTONS",
+    "TARGET_DIM",
     "target_index",
     "target_labels",
 ]

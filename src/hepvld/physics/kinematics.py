@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import vector
 
-__all__ = ["p4_ptetaphim", "p4_components", "components_to_p4"]
+__all__ = ["components_to_p4", "p4_components", "p4_ptetaphim"]
 
 
 def p4_ptetaphim(

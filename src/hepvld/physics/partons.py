@@ -33,14 +33,14 @@ from hepvld.physics.constants import COMPONENTS, DECAY_PRODUCTS, DERIVED, PARTON
 from hepvld.physics.kinematics import p4_components, p4_ptetaphim
 
 __all__ = [
-    "DecayChain",
     "DECAY_CATEGORIES",
     "IS_HARD_PROCESS_BIT",
+    "DecayChain",
     "decay_chain",
+    "momenta_to_targets",
     "parton_momenta",
     "parton_targets",
     "targets_to_momenta",
-    "momenta_to_targets",
 ]
 
 vector.register_awkward()
@@ -106,8 +106,9 @@ def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayCh
     DecayChain
     """
     if "GenPart" not in ak.fields(events):
-        raise MissingBranchError("events have no GenPart collection: truth is unavailable",
-                                 ["GenPart"])
+        raise MissingBranchError(
+            "events have no GenPart collection: truth is unavailable", ["GenPart"]
+        )
     gp = events.GenPart
     B = len(gp)
     counts = np.asarray(ak.to_numpy(ak.num(gp, axis=1)), dtype=np.int64)
@@ -193,8 +194,14 @@ def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayCh
     category[~valid & (n_tau > 0)] = 2
     category[~complete] = 1
 
-    kin = np.stack([pt, _flat(gp.eta, np.float64), _flat(gp.phi, np.float64),
-                    _flat(gp.mass, np.float64)], axis=-1) if n else np.zeros((0, 4))
+    kin = (
+        np.stack(
+            [pt, _flat(gp.eta, np.float64), _flat(gp.phi, np.float64), _flat(gp.mass, np.float64)],
+            axis=-1,
+        )
+        if n
+        else np.zeros((0, 4))
+    )
     leaves = {}
     for name, ix in zip(DECAY_PRODUCTS, (b_lep, nu, lep, b_had, q1, q2)):
         rows = np.full((B, 4), np.nan)
@@ -209,11 +216,15 @@ def _report(chain: DecayChain, on_invalid: str) -> None:
     if not bad:
         return
     detail = ", ".join(f"{k}: {v}" for k, v in chain.summary().items() if k != DECAY_CATEGORIES[0])
-    msg = (f"{bad} of {len(chain.valid)} events have no semi-leptonic (e/mu) tt̄ chain in "
-           f"GenPart ({detail})")
+    msg = (
+        f"{bad} of {len(chain.valid)} events have no semi-leptonic (e/mu) tt̄ chain in "
+        f"GenPart ({detail})"
+    )
     if on_invalid == "raise":
-        raise TruthError(msg + "; remove them with hepvld.features.select(events, "
-                         "require_truth=True) or pass on_invalid='nan'")
+        raise TruthError(
+            msg + "; remove them with hepvld.features.select(events, "
+            "require_truth=True) or pass on_invalid='nan'"
+        )
     log.warning("%s; their targets are NaN", msg)
 
 
@@ -235,9 +246,7 @@ def parton_momenta(
     return {name: p4[name] for name in PARTONS}
 
 
-def parton_targets(
-    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise"
-) -> np.ndarray:
+def parton_targets(events: Any, *, on_invalid: Literal["raise", "nan"] = "raise") -> np.ndarray:
     """The paper's 55-dim parton-level target.
 
     Parameters
@@ -288,8 +297,9 @@ def targets_to_momenta(x: np.ndarray, *, on_shell: bool = True) -> ak.Array:
         c = parts[..., i, :]
         coords = {"px": c[..., 2], "py": c[..., 3], "pz": c[..., 4]}
         coords["mass" if on_shell else "E"] = c[..., 0] if on_shell else np.exp(c[..., 1])
-        fields[name] = ak.zip({k: ak.from_numpy(v) for k, v in coords.items()},
-                              with_name="Momentum4D")
+        fields[name] = ak.zip(
+            {k: ak.from_numpy(v) for k, v in coords.items()}, with_name="Momentum4D"
+        )
     return ak.zip(fields, depth_limit=1)
 
 
@@ -301,4 +311,3 @@ def momenta_to_targets(momenta: ak.Array) -> np.ndarray:
         for comp in (p.mass, np.log(p.E), p.px, p.py, p.pz):
             cols.append(np.asarray(ak.to_numpy(comp), dtype=np.float64))
     return np.stack(cols, axis=-1)
-

@@ -36,7 +36,7 @@ import vector
 
 from hepvld.physics.constants import PARTONS
 
-__all__ = ["Chi2Constants", "CHI2_CONSTANTS", "pseudo_top", "neutrino_pz"]
+__all__ = ["CHI2_CONSTANTS", "Chi2Constants", "neutrino_pz", "pseudo_top"]
 
 vector.register_awkward()
 
@@ -57,8 +57,13 @@ CHI2_CONSTANTS = Chi2Constants()
 
 
 def neutrino_pz(
-    lep_px: np.ndarray, lep_py: np.ndarray, lep_pz: np.ndarray, lep_e: np.ndarray,
-    met_px: np.ndarray, met_py: np.ndarray, m_w: float = CHI2_CONSTANTS.m_w,
+    lep_px: np.ndarray,
+    lep_py: np.ndarray,
+    lep_pz: np.ndarray,
+    lep_e: np.ndarray,
+    met_px: np.ndarray,
+    met_py: np.ndarray,
+    m_w: float = CHI2_CONSTANTS.m_w,
 ) -> np.ndarray:
     """Neutrino ``pz`` from the W-mass constraint (smaller ``|pz|``; real part if complex).
 
@@ -91,8 +96,9 @@ def _mass(*p: tuple[np.ndarray, ...]) -> np.ndarray:
 
 
 def _pad(x: Any, n: int) -> np.ndarray:
-    return np.asarray(ak.to_numpy(ak.fill_none(ak.pad_none(x, n, axis=1, clip=True), np.nan)),
-                      dtype=np.float64)
+    return np.asarray(
+        ak.to_numpy(ak.fill_none(ak.pad_none(x, n, axis=1, clip=True), np.nan)), dtype=np.float64
+    )
 
 
 def _jagged_cumsum(x: Any) -> ak.Array:
@@ -180,9 +186,14 @@ def pseudo_top(
     a_harder = qa[0] ** 2 + qa[1] ** 2 >= qb[0] ** 2 + qb[1] ** 2
     q_hi = tuple(np.where(a_harder, x, y) for x, y in zip(qa, qb))
     q_lo = tuple(np.where(a_harder, y, x) for x, y in zip(qa, qb))
-    leaves = {"b_lep": pick(0), "b_had": pick(1), "q1": q_hi, "q2": q_lo,
-              "lep": tuple(np.where(ok, x, np.nan) for x in lep),
-              "nu": tuple(np.where(ok, x, np.nan) for x in nu)}
+    leaves = {
+        "b_lep": pick(0),
+        "b_had": pick(1),
+        "q1": q_hi,
+        "q2": q_lo,
+        "lep": tuple(np.where(ok, x, np.nan) for x in lep),
+        "nu": tuple(np.where(ok, x, np.nan) for x in nu),
+    }
     p4 = {name: _p4(*comps) for name, comps in leaves.items()}
     p4["W_lep"] = p4["lep"] + p4["nu"]
     p4["W_had"] = p4["q1"] + p4["q2"]

@@ -57,7 +57,9 @@ def as_tensor_dict(data: Any) -> dict[str, Tensor]:
     first = next(iter(sizes.values()))
     for key, size in sizes.items():
         if size is None or size != first:
-            raise ValueError(f"tensor {key!r} has leading size {size}, expected {first} (all: {sizes})")
+            raise ValueError(
+                f"tensor {key!r} has leading size {size}, expected {first} (all: {sizes})"
+            )
     return out
 
 

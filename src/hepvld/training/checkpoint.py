@@ -41,8 +41,8 @@ from torch import Tensor, nn
 import hepvld
 
 __all__ = [
-    "Checkpoint",
     "FORMAT_VERSION",
+    "Checkpoint",
     "find_checkpoint",
     "load_checkpoint",
     "load_model",
@@ -107,9 +107,7 @@ def _to_json_tree(obj: Any, tensors: dict[str, Tensor], path: str) -> Any:
         ):
             return {k: _to_json_tree(v, tensors, f"{path}/{k}") for k, v in obj.items()}
         return {
-            "__items__": [
-                [k, _to_json_tree(v, tensors, f"{path}/{k}")] for k, v in obj.items()
-            ]
+            "__items__": [[k, _to_json_tree(v, tensors, f"{path}/{k}")] for k, v in obj.items()]
         }
     if isinstance(obj, tuple):
         return {"__tuple__": [_to_json_tree(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
@@ -280,10 +278,14 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
             if (target / _META).is_file():
                 return target
             raise FileNotFoundError(f"{pointer} points to {target}, which has no {_META}")
-    raise FileNotFoundError(f"no checkpoint at {path} (looked for {_META} and checkpoints/{_LATEST})")
+    raise FileNotFoundError(
+        f"no checkpoint at {path} (looked for {_META} and checkpoints/{_LATEST})"
+    )
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` (safetensors + JSON only).
 
     Parameters

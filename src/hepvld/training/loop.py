@@ -246,20 +246,39 @@ def train(
             batch_in_epoch = ckpt.meta["batch_in_epoch"]
             _restore_rng(ckpt.rng_state, ctx, loss_gen, device)
             _log_config_changes(ckpt.meta["config"], to_dict(config))
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", ckpt.path, step, epoch, batch_in_epoch)
+            log.info(
+                "resumed from %s at step %d (epoch %d, batch %d)",
+                ckpt.path,
+                step,
+                epoch,
+                batch_in_epoch,
+            )
 
         metrics = MetricsLogger(run_dir, resume_step=step if resume else None, enabled=ctx.is_main)
         stack.callback(metrics.close)
         if ctx.is_main:
-            _write_json(run_dir / "config.json", {
-                "train": to_dict(config), "extra": extra, "hepvld_version": hepvld.__version__,
-            })
+            _write_json(
+                run_dir / "config.json",
+                {
+                    "train": to_dict(config),
+                    "extra": extra,
+                    "hepvld_version": hepvld.__version__,
+                },
+            )
         n_params = sum(p.numel() for p in model.parameters())
         log.info(
             "training %s (%d parameters) on %s, process %d of %d%s: %d events, "
             "%d steps/epoch, %d steps, amp=%s, compile=%s",
-            type(model).__name__, n_params, device, ctx.rank, ctx.world_size,
-            " (DDP)" if ctx.enabled else "", n_train, steps_per_epoch, total_steps, amp_dtype,
+            type(model).__name__,
+            n_params,
+            device,
+            ctx.rank,
+            ctx.world_size,
+            " (DDP)" if ctx.enabled else "",
+            n_train,
+            steps_per_epoch,
+            total_steps,
+            amp_dtype,
             config.compile,
         )
 
@@ -269,10 +288,19 @@ def train(
             path = None
             if ctx.is_main:
                 path = save_checkpoint(
-                    run_dir, model, step=step, epoch=epoch, batch_in_epoch=batch_in_epoch,
-                    optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
-                    rng_state=rng, config={**to_dict(config), "world_size": ctx.world_size},
-                    extra=extra, keep_last=config.keep_checkpoints,
+                    run_dir,
+                    model,
+                    step=step,
+                    epoch=epoch,
+                    batch_in_epoch=batch_in_epoch,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    ema=ema,
+                    rng_state=rng,
+                    config={**to_dict(config), "world_size": ctx.world_size},
+                    extra=extra,
+                    keep_last=config.keep_checkpoints,
                 )
             if ctx.enabled:
                 dist.barrier()
@@ -284,14 +312,20 @@ def train(
         val_metrics: dict[str, float] | None = None
         checkpoint: Path | None = None
         stopped: Literal["completed", "max_time"] = "completed"
-        pbar = tqdm(total=total_steps, initial=step, unit="step", disable=None if ctx.is_main else True)
+        pbar = tqdm(
+            total=total_steps, initial=step, unit="step", disable=None if ctx.is_main else True
+        )
         stack.callback(pbar.close)
         order: Tensor | None = None
         model.train()
         while step < total_steps:
             if order is None:
-                order = epoch_indices(n_train, config.seed, epoch, rank=ctx.rank, world_size=ctx.world_size)
-            idx = order[batch_in_epoch * config.batch_size : (batch_in_epoch + 1) * config.batch_size]
+                order = epoch_indices(
+                    n_train, config.seed, epoch, rank=ctx.rank, world_size=ctx.world_size
+                )
+            idx = order[
+                batch_in_epoch * config.batch_size : (batch_in_epoch + 1) * config.batch_size
+            ]
             batch = take(train_tensors, idx, device)
 
             # forward, backward, update
@@ -325,18 +359,29 @@ def train(
             if step % config.log_every == 0 or last or out_of_time:
                 train_metrics, events_per_s = window.flush(ctx)
                 if not math.isfinite(train_metrics["loss"]):
-                    raise FloatingPointError(f"training loss is {train_metrics['loss']} at step {step}")
+                    raise FloatingPointError(
+                        f"training loss is {train_metrics['loss']} at step {step}"
+                    )
                 metrics.log(step, step / steps_per_epoch, "train", lr, train_metrics)
                 pbar.set_postfix(loss=f"{train_metrics['loss']:.4g}", ev_s=f"{events_per_s:.3g}")
-                log.info("step %d train %s (%.3g events/s)", step, _fmt(train_metrics), events_per_s)
+                log.info(
+                    "step %d train %s (%.3g events/s)", step, _fmt(train_metrics), events_per_s
+                )
 
             # validate with the EMA weights
             validate = (step % config.val_every == 0) if config.val_every else epoch_done
             if val_tensors is not None and (validate or last):
-                val_gen = torch.Generator(device).manual_seed(derive_seed(config.seed, "val", ctx.rank))
+                val_gen = torch.Generator(device).manual_seed(
+                    derive_seed(config.seed, "val", ctx.rank)
+                )
                 val_metrics = evaluate(
-                    ema.module, val_tensors, batch_size=config.batch_size, device=device,
-                    generator=val_gen, amp_dtype=amp_dtype, ctx=ctx,
+                    ema.module,
+                    val_tensors,
+                    batch_size=config.batch_size,
+                    device=device,
+                    generator=val_gen,
+                    amp_dtype=amp_dtype,
+                    ctx=ctx,
                 )
                 metrics.log(step, step / steps_per_epoch, "val", lr, val_metrics)
                 log.info("step %d val   %s", step, _fmt(val_metrics))
@@ -356,9 +401,16 @@ def train(
         elapsed = time.perf_counter() - t_start
         log.info("finished at step %d after %.1fs (%s)", step, elapsed, stopped)
         return TrainResult(
-            run_dir=run_dir, step=step, epoch=epoch, train_metrics=train_metrics,
-            val_metrics=val_metrics, checkpoint=checkpoint, stopped=stopped, elapsed=elapsed,
-            model=model, ema_model=ema.module,
+            run_dir=run_dir,
+            step=step,
+            epoch=epoch,
+            train_metrics=train_metrics,
+            val_metrics=val_metrics,
+            checkpoint=checkpoint,
+            stopped=stopped,
+            elapsed=elapsed,
+            model=model,
+            ema_model=ema.module,
         )
 
 
@@ -380,7 +432,9 @@ class _Window:
         self.events = 0
         self.t0 = time.perf_counter()
 
-    def add(self, terms: Mapping[str, Tensor], weight: Tensor, events: int, grad_norm: Tensor | None) -> None:
+    def add(
+        self, terms: Mapping[str, Tensor], weight: Tensor, events: int, grad_norm: Tensor | None
+    ) -> None:
         for key, value in terms.items():
             self.sums[key] = self.sums.get(key, 0.0) + weight * value.detach().float()
         self.weight += weight
@@ -456,7 +510,9 @@ def _restore_rng(
     if saved_world != ctx.world_size or prefix + "loss" not in states:
         log.warning(
             "checkpoint has RNG states of %d processes, running %d: fresh RNG streams "
-            "(the run continues, but not bit for bit)", saved_world, ctx.world_size,
+            "(the run continues, but not bit for bit)",
+            saved_world,
+            ctx.world_size,
         )
         return
     loss_gen.set_state(states[prefix + "loss"])

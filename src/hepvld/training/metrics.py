@@ -93,7 +93,9 @@ class MetricsLogger:
             except Exception as err:  # tensorboard is optional
                 log.debug("TensorBoard disabled: %s", err)
 
-    def log(self, step: int, epoch: float, split: str, lr: float, terms: Mapping[str, float]) -> None:
+    def log(
+        self, step: int, epoch: float, split: str, lr: float, terms: Mapping[str, float]
+    ) -> None:
         """Record one row: ``terms`` are the (weighted-mean) loss terms, ``loss`` among them."""
         if not self.enabled:
             return
@@ -142,7 +144,11 @@ def plot_losses(rows: list[Mapping[str, Any]], path: str | os.PathLike[str]) -> 
         return
 
     def series(split: str, key: str) -> tuple[list[int], list[float]]:
-        pts = [(int(r["step"]), float(r[key])) for r in rows if r["split"] == split and r.get(key) not in (None, "")]
+        pts = [
+            (int(r["step"]), float(r[key]))
+            for r in rows
+            if r["split"] == split and r.get(key) not in (None, "")
+        ]
         return [p[0] for p in pts], [p[1] for p in pts]
 
     fig = Figure(figsize=(8, 6), layout="constrained")
