@@ -164,10 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     report = write_report(
         args.out,
-        test.targets,
+        test.targets.reshape(len(test), -1),
         draws,
         weights=test.weights,
-        train_truth=train.targets,
+        train_truth=train.targets.reshape(len(train), -1),
         train_features=flatten_detector(train.objects, train.mask, train.globals),
         test_features=flatten_detector(test.objects, test.mask, test.globals),
         n_boot=args.n_boot,

@@ -20,8 +20,8 @@ import time
 
 import torch
 
+from hepvld.diffusion import SamplerSpec
 from hepvld.models import MODELS, build_model, model_config
-from hepvld.physics import TARGET_DIM
 
 N_OBJECTS, N_FEATURES, N_GLOBALS = 21, 12, 2
 
@@ -67,7 +67,6 @@ def main() -> None:
             model_config(args.preset),
             object_features=N_FEATURES,
             global_features=N_GLOBALS,
-            target_dim=TARGET_DIM,
         ).eval()
 
         def run(steps: int, model: torch.nn.Module = model) -> None:
@@ -77,8 +76,7 @@ def main() -> None:
                     mask,
                     globals_,
                     n_samples=args.draws,
-                    sampler=args.sampler,
-                    steps=steps,
+                    sampler=SamplerSpec(args.sampler, steps),
                     generator=torch.Generator().manual_seed(1),
                 )
 

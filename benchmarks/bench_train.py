@@ -41,7 +41,6 @@ def main() -> None:
         cfg,
         object_features=12,
         global_features=2,
-        target_dim=TARGET_DIM,
         target_shift=torch.zeros(TARGET_DIM),
         target_scale=torch.ones(TARGET_DIM) * 50,
     ).to(dev)
@@ -53,7 +52,7 @@ def main() -> None:
         "objects": torch.randn(b, 21, 12, generator=gen, device=dev),
         "mask": mask,
         "globals": torch.randn(b, 2, generator=gen, device=dev),
-        "targets": torch.randn(b, TARGET_DIM, generator=gen, device=dev),
+        "targets": torch.randn(b, TARGET_DIM, generator=gen, device=dev).unflatten(-1, (11, 5)),
         "weights": torch.ones(b, device=dev),
     }
     n_params = sum(p.numel() for p in model.parameters())

@@ -58,9 +58,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from hepvld.config import TrainConfig
+    from hepvld.data import prepare_data
+    from hepvld.diffusion import SamplerSpec
     from hepvld.features import TargetPreprocessor
     from hepvld.models import build_model, model_config
-    from hepvld.train import prepare_data
     from hepvld.training import train
     from hepvld.training.checkpoint import load_checkpoint
 
@@ -68,13 +69,13 @@ def main() -> None:
     overrides = json.loads(args.override)
     tr, va, prep = prepare_data([args.file], max_jets=20)
     tp = TargetPreprocessor.from_state_dict(prep["target_preprocessor"])
+    flat = {k: v.reshape(len(v), -1) for k, v in (("tr", tr["targets"]), ("va", va["targets"]))}
     torch.manual_seed(args.seed)
     model = build_model(
         args.model,
         model_config("small", **overrides),
         object_features=tr["objects"].shape[-1],
         global_features=tr["globals"].shape[-1],
-        target_dim=tr["targets"].shape[-1],
         target_shift=torch.tensor(tp.mean, dtype=torch.float32),
         target_scale=torch.tensor(tp.scale, dtype=torch.float32),
     )
@@ -98,34 +99,38 @@ def main() -> None:
         model.load_state_dict(ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state)
     model.eval()
 
-    n = min(600, len(va["targets"]))
+    n = min(600, len(flat["va"]))
     batch = {k: torch.as_tensor(v[:n]) for k, v in va.items()}
     with torch.no_grad():
-        draws = model.sample(
-            batch["objects"],
-            batch["mask"],
-            batch["globals"],
-            n_samples=args.draws,
-            steps=50,
-            generator=torch.Generator().manual_seed(1),
-        ).numpy()
-        z_y = model.condition(batch["objects"], batch["mask"], batch["globals"])
+        draws = (
+            model.sample(
+                batch["objects"],
+                batch["mask"],
+                batch["globals"],
+                n_samples=args.draws,
+                sampler=SamplerSpec("dpmpp2m", 50),
+                generator=torch.Generator().manual_seed(1),
+            )
+            .values.flatten(2)
+            .numpy()
+        )
+        z_y = model.condition(batch["objects"], batch["mask"], batch["globals"]).event
         extra = f"z_y spread {z_y.std(0).mean():.3f}"
         if hasattr(model, "standardise"):
-            mean, _ = model.encode(batch["targets"], z_y)
+            mean, _ = model.encode(batch["targets"].flatten(1), z_y)
             extra += f", latent spread {model.standardise(mean).std(0).mean():.3f}"
-    truth = va["targets"][:n]
+    truth = flat["va"][:n]
     posterior_mean = draws.mean(1)
     corr = " / ".join(
         f"{name} px {np.corrcoef(posterior_mean[:, i], truth[:, i])[0, 1]:.2f}"
         for name, i in ((name, target_index(name, "px")) for name in CORRELATED)
     )
-    prior = tr["targets"][np.random.default_rng(0).integers(0, len(tr["targets"]), (n, args.draws))]
+    prior = flat["tr"][np.random.default_rng(0).integers(0, len(flat["tr"]), (n, args.draws))]
     skill = (
         crps(draws[:, :, LEPTON], truth[:, LEPTON]) / crps(prior[:, :, LEPTON], truth[:, LEPTON])
     ).mean()
     phys, true_phys, floor_phys = (
-        tp.inverse_transform(a) for a in (draws[:, 0], truth, tr["targets"][:n])
+        tp.inverse_transform(a) for a in (draws[:, 0], truth, flat["tr"][:n])
     )
     w1 = sum(
         scipy.stats.wasserstein_distance(phys[:, i], true_phys[:, i]) for i in range(phys.shape[1])

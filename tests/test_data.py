@@ -6,13 +6,11 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 
 from hepvld.data import (
     EventTensors,
-    UnfoldingDataset,
-    iterate_batches,
     load_tensors,
+    prepare_data,
     split_by_event,
     split_labels,
     splitmix64,
@@ -38,7 +36,8 @@ def test_load_tensors(
     toy_file: Path, tensors: EventTensors, caplog: pytest.LogCaptureFixture
 ) -> None:
     B = len(tensors)
-    assert B > 100 and tensors.objects.shape == (B, 21, 12) and tensors.targets.shape == (B, 55)
+    assert B > 100 and tensors.objects.shape == (B, 21, 12) and tensors.targets.shape == (B, 11, 5)
+    assert tensors.target_mask.shape == (B, 11) and tensors.target_mask.all()
     assert tensors.event.dtype == np.uint64 and tensors.weights.dtype == np.float32
     assert tensors.cutflow.total == 1200 and tensors.cutflow.passed == B
     with caplog.at_level(logging.INFO, logger="hepvld.data"):
@@ -57,7 +56,7 @@ def test_subset_concatenate_empty(tensors: EventTensors) -> None:
     assert both.cutflow.total == 2 * tensors.cutflow.total  # cut-flows add
     assert a.objects.flags["C_CONTIGUOUS"]
     empty = EventTensors.empty()
-    assert len(empty) == 0 and empty.targets.shape == (0, 55)
+    assert len(empty) == 0 and empty.targets.shape == (0, 11, 5)
     assert len(EventTensors.concatenate([empty, a])) == 10
     assert len(load_tensors(toy_events(0))) == 0
     with pytest.raises(ValueError, match="rows"):
@@ -82,26 +81,17 @@ def test_split_is_deterministic_and_stable(tensors: EventTensors) -> None:
         split_labels(ev, (0.5, 0.1))
 
 
-def test_batches_and_dataset(tensors: EventTensors) -> None:
-    seen = []
-    g = torch.Generator().manual_seed(0)
-    for batch in iterate_batches(tensors, 64, shuffle=True, generator=g):
-        assert batch["objects"].shape[1:] == (21, 12) and batch["targets"].shape[1] == 55
-        seen.append(batch["index"])
-    idx = torch.cat(seen)
-    assert sorted(idx.tolist()) == list(range(len(tensors)))
-    first = next(
-        iterate_batches(tensors, 64, shuffle=True, generator=torch.Generator().manual_seed(0))
-    )
-    assert torch.equal(first["index"], seen[0])
-    assert all(len(b["index"]) == 64 for b in iterate_batches(tensors, 64, drop_last=True))
-    ds = UnfoldingDataset(tensors)
-    item = ds[3]
-    assert item["objects"].shape == (21, 12) and item["mask"].dtype == torch.bool
-    loader = torch.utils.data.DataLoader(ds, batch_size=32, collate_fn=UnfoldingDataset.collate)
-    b0 = next(iter(loader))
-    assert b0["objects"].shape == (32, 21, 12)
-    torch.testing.assert_close(b0["targets"], torch.from_numpy(tensors.targets[:32]))
+def test_prepare_data_standardises_with_the_level_preprocessing(toy_file: Path) -> None:
+    train, _, state = prepare_data([toy_file], max_jets=20)
+    assert train["targets"].shape[1:] == (11, 5) and train["target_mask"].all()
+    assert set(state) == {"detector_preprocessor", "target_preprocessor"}
+    # standardised on the training part: mean 0, unit spread where the spread is not floored
+    mean = train["targets"].reshape(len(train["targets"]), -1).mean(0)
+    np.testing.assert_allclose(mean, 0.0, atol=1e-4)
+    again, _, _ = prepare_data([toy_file], max_jets=20, preprocessing=state)
+    np.testing.assert_array_equal(again["targets"], train["targets"])
+    with pytest.raises(ValueError, match="passes the selection"):
+        prepare_data([toy_file], max_jets=20, entry_stop=0)
 
 
 def _robust_tol(x: np.ndarray) -> float:
@@ -121,6 +111,6 @@ def test_tiny_generated_file_end_to_end(request: pytest.FixtureRequest) -> None:
     assert t.cutflow.total == len(events) and t.cutflow.passed == len(t) > 0
     assert np.isfinite(t.objects).all() and np.isfinite(t.targets).all()
     for name, ref in [("W_lep", 80.4), ("W_had", 80.4), ("t_lep", 173.0), ("t_had", 173.0)]:
-        m = t.targets[:, target_index(name, "M")].astype(np.float64)
+        m = t.targets.reshape(len(t), -1)[:, target_index(name, "M")].astype(np.float64)
         assert abs(np.median(m) - ref) < _robust_tol(m), (name, np.median(m))
     assert ak.all(events.event >= 0)

@@ -114,12 +114,14 @@ def test_unfold_shapes_physics_fields_and_raw(tiny_root_file: Path, tiny_run_dir
     assert np.isfinite(ak.to_numpy(out.ttbar.pt)).all()
 
 
+@pytest.mark.parametrize("sampler", ["dpmpp2m", "ddpm"])
 def test_unfold_is_independent_of_chunking_and_batch_size(
-    tiny_root_file: Path, tiny_run_dir: Path
+    sampler: str, tiny_root_file: Path, tiny_run_dir: Path
 ) -> None:
+    """Every sampler, the stochastic ddpm included (its per-step noise is keyed per event)."""
     events = open_events(tiny_root_file)[:30]
     model = hepvld.load(tiny_run_dir)
-    kwargs = dict(model=model, n_samples=2, steps=3, sampler="dpmpp2m", raw=True, seed=11)
+    kwargs = dict(model=model, n_samples=2, steps=3, sampler=sampler, raw=True, seed=11)
     whole = ak.to_numpy(hepvld.unfold(events, batch_size=7, **kwargs).raw)
     parts = [
         ak.to_numpy(hepvld.unfold(events[s], batch_size=64, **kwargs).raw)

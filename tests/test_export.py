@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hepvld.api import UnfoldingModel, event_noise, unfold
+from hepvld.diffusion import SamplerSpec
 from hepvld.export import ExportableSampler, export_sampler, load_exported
 from hepvld.features import DetectorPreprocessor, TargetPreprocessor, detector_tensors, select
 from hepvld.io import open_events
@@ -22,11 +23,25 @@ MAX_JETS = 6
 F, G = 12, 2
 
 
-def _network(name: str = "vld") -> torch.nn.Module:
+def _network(name: str = "vld", **io: object) -> torch.nn.Module:
     torch.manual_seed(0)  # test-local determinism of the initial weights
     return build_model(
-        name, model_config("tiny"), object_features=F, global_features=G, target_dim=TARGET_DIM
+        name, model_config("tiny"), object_features=F, global_features=G, **io
     ).eval()
+
+
+def _sample(net: torch.nn.Module, *args: torch.Tensor, sampler: str, steps: int) -> torch.Tensor:
+    """``net.sample`` with the noise ``args[3]``, values flattened per draw (B, S, 55)."""
+    objects, mask, glob, noise = args
+    draws = net.sample(
+        objects,
+        mask,
+        glob,
+        n_samples=noise.shape[1],
+        sampler=SamplerSpec(sampler, steps),
+        noise=noise,
+    )
+    return draws.values.flatten(2)
 
 
 def _inputs(batch: int, draws: int, noise_dim: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -47,29 +62,31 @@ def test_export_reproduces_sample(sampler: str, tmp_path: Path) -> None:
     program = export_sampler(
         net, sampler=sampler, steps=2, physical=False, max_jets=MAX_JETS, path=path
     )
-    objects, mask, glob, noise = _inputs(5, 3, net.noise_dim)
-    ref = net.sample(objects, mask, glob, n_samples=3, sampler=sampler, steps=2, noise=noise)
+    objects, mask, glob, noise = _inputs(5, 3, *net.noise_shape)
+    ref = _sample(net, objects, mask, glob, noise, sampler=sampler, steps=2)
     with torch.no_grad():
         got = program.module()(objects, mask, glob, noise)
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
         # dynamic batch (0 and 1 included) and number of draws
         loaded, meta = load_exported(path)
         assert (
-            meta["sampler"] == sampler and meta["steps"] == 2 and meta["noise_dim"] == net.noise_dim
+            meta["sampler"] == sampler
+            and meta["steps"] == 2
+            and tuple(meta["noise_shape"]) == net.noise_shape
         )
         for b, s in ((0, 3), (1, 1), (7, 4)):
-            args = _inputs(b, s, net.noise_dim, seed=b)
+            args = _inputs(b, s, *net.noise_shape, seed=b)
             out = loaded.module()(*args)
             assert out.shape == (b, s, TARGET_DIM)
             if b:
-                ref = net.sample(*args[:3], n_samples=s, sampler=sampler, steps=2, noise=args[3])
+                ref = _sample(net, *args, sampler=sampler, steps=2)
                 torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
 
 
 def test_padding_is_ignored() -> None:
     net = _network()
     wrapper = ExportableSampler(net, sampler="ddim", steps=2).eval()
-    objects, mask, glob, noise = _inputs(4, 2, net.noise_dim)
+    objects, mask, glob, noise = _inputs(4, 2, *net.noise_shape)
     garbage = torch.where(mask.unsqueeze(-1), objects, torch.full_like(objects, 1e6))
     torch.testing.assert_close(
         wrapper(garbage, mask, glob, noise), wrapper(objects, mask, glob, noise)
@@ -85,11 +102,20 @@ def physical_model(tiny_root_file: Path) -> tuple[UnfoldingModel, ak.Array]:
     det = detector_tensors(events, max_jets=MAX_JETS)
     det_pre = DetectorPreprocessor().fit(det.objects, det.mask, det.globals)
     tgt_pre = TargetPreprocessor().fit(parton_targets(events))
+    net = _network(
+        detector_preprocessing=det_pre.state_dict(),
+        target_shift=tgt_pre.mean,
+        target_scale=tgt_pre.scale,
+    )
     model = UnfoldingModel(
-        _network(),
-        det_pre,
-        tgt_pre,
-        {"model": "vld", "max_jets": MAX_JETS, "target_dim": TARGET_DIM},
+        net,
+        {
+            "model": "vld",
+            "max_jets": MAX_JETS,
+            "target_dim": TARGET_DIM,
+            "detector_preprocessor": det_pre.state_dict(),
+            "target_preprocessor": tgt_pre.state_dict(),
+        },
     )
     return model, events
 
@@ -102,7 +128,7 @@ def test_physical_export_matches_unfold(
     program = export_sampler(model, sampler="dpmpp2m", steps=2, path=path)
     det = detector_tensors(events, max_jets=MAX_JETS)
     numbers = ak.to_numpy(events.event).astype(np.uint64)
-    noise = event_noise(5, numbers, (2, model.model.noise_dim))
+    noise = event_noise(5, numbers, (2, *model.model.noise_shape))
     with torch.no_grad():
         got = program.module()(
             torch.as_tensor(det.objects),

@@ -187,7 +187,7 @@ def test_user_observables_and_validation(checkpoint: str) -> None:
     with pytest.raises(ValueError, match="identifier"):
         Observable("draw", mtt_over_mthad, (2, 0.0, 1.0))
     with pytest.raises(ValueError, match="sampler"):
-        UnfoldingProcessor(checkpoint, sampler="ddpm")
+        UnfoldingProcessor(checkpoint, sampler="euler")
     with pytest.raises(ValueError, match="binning given"):
         UnfoldingProcessor(checkpoint, ["t_had_pt"], binning={"t_lep_pt": (2, 0.0, 1.0)})
 

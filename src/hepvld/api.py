@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -12,10 +13,14 @@ from typing import TYPE_CHECKING, Any
 import awkward as ak
 import numpy as np
 
+from hepvld.targets import TargetLevel, level_from_meta
+
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["UnfoldingModel", "event_noise", "load", "unfold"]
+    from hepvld.diffusion.samplers import SamplerSpec
+
+__all__ = ["UnfoldingModel", "event_noise", "load", "sampler_spec", "step_noise", "unfold"]
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +60,15 @@ def event_noise(seed: int, events: np.ndarray, shape: tuple[int, ...]) -> torch.
 
 @dataclass
 class UnfoldingModel:
-    """A trained model with everything needed to unfold: network, preprocessing, metadata.
+    """A trained network with its metadata: everything needed to unfold.
 
     Create with :func:`load`. ``model`` is an ``nn.Module`` following the model contract
-    (``sample(objects, mask, globals, n_samples=..., ...) -> (B, S, X)``).
+    (``unfold(objects, mask, globals, n_samples=..., ...) -> Draws`` in physical units: the
+    detector and target normalisations are buffers inside it); ``meta`` is the checkpoint's
+    ``extra`` metadata (model name, target level, preprocessing states, ...).
     """
 
     model: Any
-    detector_preprocessor: Any
-    target_preprocessor: Any
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,9 +77,26 @@ class UnfoldingModel:
         return str(self.meta.get("model", "unknown"))
 
     @property
+    def level(self) -> TargetLevel:
+        """The target level the model unfolds to (:mod:`hepvld.targets`)."""
+        return getattr(self.model, "level", None) or level_from_meta(self.meta)
+
+    @property
     def max_jets(self) -> int:
         """Jets kept per event by the detector features the model was trained on."""
         return int(self.meta.get("max_jets", 20))
+
+    @property
+    def detector_preprocessor(self) -> Any:
+        """The fitted :class:`~hepvld.features.DetectorPreprocessor` (from the metadata)."""
+        from hepvld.features import DetectorPreprocessor
+
+        return DetectorPreprocessor.from_state_dict(self.meta["detector_preprocessor"])
+
+    @property
+    def target_preprocessor(self) -> Any:
+        """The level's fitted target preprocessing (from the metadata)."""
+        return self.level.preprocessing(self.meta["target_preprocessor"])
 
     @property
     def device(self) -> torch.device:
@@ -97,30 +119,39 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
     device
         Where to put the network.
     """
-    import torch
+    from hepvld.models.rebuild import load_network
 
-    from hepvld.features import DetectorPreprocessor, TargetPreprocessor
-    from hepvld.models import ModelConfig, build_model
-    from hepvld.training.checkpoint import load_checkpoint
+    net, meta = load_network(Path(checkpoint), device=device)
+    return UnfoldingModel(net, meta)
 
-    ckpt = load_checkpoint(Path(checkpoint))
-    meta = ckpt.meta.get("extra", ckpt.meta)
-    target_pre = TargetPreprocessor.from_state_dict(meta["target_preprocessor"])
-    detector_pre = DetectorPreprocessor.from_state_dict(meta["detector_preprocessor"])
-    shift, scale = target_pre.mean, target_pre.scale
-    model = build_model(
-        meta["model"],
-        ModelConfig.from_dict(meta["model_config"]),
-        object_features=int(meta["object_features"]),
-        global_features=int(meta["global_features"]),
-        target_dim=int(meta["target_dim"]),
-        target_shift=torch.as_tensor(shift, dtype=torch.float32),
-        target_scale=torch.as_tensor(scale, dtype=torch.float32),
-    )
-    state = ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state
-    model.load_state_dict(state)
-    model.eval().to(device)
-    return UnfoldingModel(model, detector_pre, target_pre, {**meta, "step": ckpt.meta.get("step")})
+
+def step_noise(seed: int, events: np.ndarray) -> Callable[[int, tuple[int, ...]], torch.Tensor]:
+    """Per-step noise of a stochastic sampler keyed by ``(seed, step, event number)``.
+
+    Returns ``noise(step, shape=(B, S, ...)) -> Tensor`` whose row ``i`` depends only on
+    the seed, the step and ``events[i]``: ``ddpm`` draws are then reproducible per event
+    whatever the batching, like the deterministic samplers'.
+    """
+
+    def noise(step: int, shape: tuple[int, ...]) -> torch.Tensor:
+        salted = (seed * 0x9E3779B1 + 1 + step) & 0xFFFFFFFFFFFFFFFF
+        return event_noise(salted, events, tuple(shape[1:]))
+
+    return noise
+
+
+def sampler_spec(
+    sampler: str | SamplerSpec, steps: int | None, *, default_steps: int = 50
+) -> SamplerSpec:
+    """``sampler`` as a :class:`~hepvld.diffusion.SamplerSpec` (a name takes ``steps``,
+    ``default_steps`` when None; a spec is used as it is, ``steps`` must be None or equal)."""
+    from hepvld.diffusion.samplers import SamplerSpec
+
+    if isinstance(sampler, SamplerSpec):
+        if steps is not None and steps != sampler.steps:
+            raise ValueError(f"steps={steps} contradicts {sampler}")
+        return sampler
+    return SamplerSpec(str(sampler), default_steps if steps is None else int(steps))
 
 
 def _as_unfolding_model(
@@ -145,8 +176,8 @@ def unfold(
     *,
     model: UnfoldingModel | str | PathLike[str],
     n_samples: int = 100,
-    sampler: str = "dpmpp2m",
-    steps: int = 50,
+    sampler: str | SamplerSpec = "dpmpp2m",
+    steps: int | None = None,
     batch_size: int = 1024,
     seed: int = 0,
     device: str | None = None,
@@ -154,7 +185,7 @@ def unfold(
     progress: bool | None = None,
     tree: str = "Events",
 ) -> ak.Array:
-    """Posterior samples of the 11 partons for every event.
+    """Posterior samples of the model's target level (the 11 partons) for every event.
 
     Parameters
     ----------
@@ -166,17 +197,18 @@ def unfold(
     n_samples
         Posterior draws ``S`` per event.
     sampler, steps
-        Sampler name (``ddpm``, ``ddim``, ``pndm``, ``dpmpp2m``) and number of steps.
+        A :class:`~hepvld.diffusion.SamplerSpec`, or a sampler name (``ddpm``, ``ddim``,
+        ``pndm``, ``dpmpp2m``) with its number of steps (default 50).
     batch_size
         Events per network call (``batch_size * n_samples`` draws at once).
     seed
-        Draws depend only on ``(seed, event number)`` for the deterministic samplers
-        (``ddim``, ``pndm``, ``dpmpp2m``), whatever the chunking; ``ddpm`` also draws
-        fresh noise per step from a generator seeded by ``seed``.
+        Draws depend only on ``(seed, event number)``, whatever the chunking, for every
+        sampler: the initial noise and ``ddpm``'s per-step noise are keyed per event.
     device
         ``cpu``/``cuda``; default: where the model is.
     raw
-        Also return the physical 55-vectors as field ``raw`` with shape ``(B, S, 55)``.
+        Also return the physical target values of each draw, flattened, as field ``raw``
+        with shape ``(B, S, K * H)`` (the 55-vectors at parton level).
     progress
         Show a progress bar (default: when there is more than one batch).
 
@@ -184,24 +216,26 @@ def unfold(
     -------
     ak.Array
         Length ``B`` (one entry per input event). Events that pass the hepvld selection
-        hold a record with one field per parton (``b_lep`` ... ``ttbar``), each an
-        ``(S,)`` list of ``Momentum4D`` vectors (and ``raw``, ``(S, 55)``, on request); events that fail it are ``None``
-        (their number and the reasons are logged and kept in ``result.attrs["cutflow"]``).
+        hold the level's record (parton level: one field per parton, ``b_lep`` ...
+        ``ttbar``, each an ``(S,)`` list of ``Momentum4D`` vectors; and ``raw`` on
+        request); events that fail it are ``None`` (their number and the reasons are
+        logged and kept in ``result.attrs["cutflow"]``).
     """
     import torch
 
     from hepvld.features import detector_tensors, select
     from hepvld.io import open_events
-    from hepvld.physics import targets_to_momenta
 
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    spec = sampler_spec(sampler, steps)
     um = _as_unfolding_model(model, device)
     net = um.model
     net.eval()
     dev = um.device
+    level = um.level
 
     events = open_events(events, tree=tree)
     mask, cutflow = select(events, require_truth=False)
@@ -216,8 +250,6 @@ def unfold(
         )
     selected = events[mask]
     det = detector_tensors(selected, max_jets=um.max_jets)
-    obj_mask = det.mask
-    objects, glob = um.detector_preprocessor.transform(det.objects, det.mask, det.globals)
     if "event" in ak.fields(selected):
         numbers = ak.to_numpy(selected["event"]).astype(np.uint64)
     else:
@@ -227,7 +259,8 @@ def unfold(
     n_batches = math.ceil(n / batch_size)
     show = n_batches > 1 if progress is None else progress
     generator = torch.Generator(device=dev).manual_seed(seed)
-    results: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
     batches = range(n_batches)
     if show:
         from tqdm.auto import tqdm
@@ -235,25 +268,27 @@ def unfold(
         batches = tqdm(batches, desc="unfold", unit="batch")
     for b in batches:
         sl = slice(b * batch_size, (b + 1) * batch_size)
-        noise = event_noise(seed, numbers[sl], (n_samples, net.noise_dim)).to(dev)
-        draws = net.sample(
-            torch.as_tensor(objects[sl], device=dev),
-            torch.as_tensor(obj_mask[sl], device=dev),
-            torch.as_tensor(glob[sl], device=dev),
+        noise = event_noise(seed, numbers[sl], (n_samples, *net.noise_shape)).to(dev)
+        draws = net.unfold(
+            torch.as_tensor(det.objects[sl], device=dev),
+            torch.as_tensor(det.mask[sl], device=dev),
+            torch.as_tensor(det.globals[sl], device=dev),
             n_samples=n_samples,
-            sampler=sampler,
-            steps=steps,
+            sampler=spec,
             generator=generator,
             noise=noise,
+            step_noise=step_noise(seed, numbers[sl]) if spec.stochastic else None,
         )
-        flat = draws.float().cpu().numpy().reshape(-1, draws.shape[-1])
-        results.append(um.target_preprocessor.inverse_transform(flat).reshape(draws.shape))
-    target_dim = int(um.meta.get("target_dim", 55))
-    x = np.concatenate(results) if results else np.zeros((0, n_samples, target_dim), np.float32)
+        values.append(draws.values.float().cpu().numpy())
+        masks.append(draws.mask.cpu().numpy())
+    shape = (0, n_samples, *net.target_shape)
+    x = np.concatenate(values) if values else np.zeros(shape, np.float32)
+    m = np.concatenate(masks) if masks else np.zeros(shape[:-1], bool)
 
-    partons = targets_to_momenta(x)
+    records = level.to_records(x, m)
     if raw:
-        partons = ak.with_field(partons, ak.from_numpy(x.astype(np.float32)), "raw")
-    out = _expand_to_events(partons, mask)
+        flat = x.reshape(*x.shape[:2], -1).astype(np.float32)
+        records = ak.with_field(records, ak.from_numpy(flat), "raw")
+    out = _expand_to_events(records, mask)
     out.attrs["cutflow"] = cutflow
     return out

@@ -1,37 +1,38 @@
-"""Event tensors for training: loading, a torch Dataset, fast batching, deterministic splits.
+"""Event tensors for training: loading, deterministic splits, model-ready arrays.
 
 ``load_tensors`` = read (:func:`hepvld.io.iterate_events`) -> select (cut-flow logged) ->
-detector tensors + parton targets, chunk by chunk. ``EventTensors`` holds contiguous numpy
-arrays; ``iterate_batches`` slices contiguous torch tensors (no per-item collate), which
-is much faster than a ``DataLoader`` with the default collate. Splits hash the event
-number (splitmix64), so an event stays in its split when files are re-ordered, extended or
-chunked differently.
+detector tensors + the target level's targets, chunk by chunk. ``EventTensors`` holds
+contiguous numpy arrays. Splits hash the event number (splitmix64), so an event stays in
+its split when files are re-ordered, extended or chunked differently. :func:`prepare_data`
+(read, split, fit or reuse the preprocessing) gives the arrays training consumes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hepvld.features.selection import Cutflow
-
-if TYPE_CHECKING:
-    import torch
+from hepvld.targets import TargetLevel, get_level
 
 __all__ = [
+    "SPLIT",
     "EventTensors",
-    "UnfoldingDataset",
-    "iterate_batches",
     "load_tensors",
+    "prepare_data",
     "split_by_event",
     "split_labels",
     "splitmix64",
 ]
+
+#: Default train / validation / test fractions of the split by event number.
+SPLIT: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class EventTensors:
     globals
         ``(B, G=2)`` float32 ``(MET_pt, MET_phi)``.
     targets
-        ``(B, X=55)`` float32 parton targets, or ``None`` without truth.
+        ``(B, K, H)`` float32 targets of the target level (parton level: ``(B, 11, 5)``,
+        physical units), or ``None`` without truth.
     weights
         ``(B,)`` float32 ``genWeight``.
     event
@@ -57,6 +59,9 @@ class EventTensors:
     cutflow
         Cut-flow of the selection that produced these events (kept unchanged by
         :meth:`subset`; summed by :meth:`concatenate`).
+    target_mask
+        ``(B, K)`` bool, True for real target slots (all true for a fixed level); built
+        as all true when ``targets`` is given without it.
     """
 
     objects: np.ndarray
@@ -66,11 +71,14 @@ class EventTensors:
     weights: np.ndarray
     event: np.ndarray
     cutflow: Cutflow = field(default_factory=Cutflow)
+    target_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         B = len(self.objects)
+        if self.targets is not None and self.target_mask is None:
+            self.target_mask = np.ones(self.targets.shape[:2], dtype=bool)
         for name in ("mask", "globals", "weights", "event") + (
-            ("targets",) if self.targets is not None else ()
+            ("targets", "target_mask") if self.targets is not None else ()
         ):
             if len(getattr(self, name)) != B:
                 raise ValueError(
@@ -96,6 +104,7 @@ class EventTensors:
             targets=take(self.targets),
             weights=take(self.weights),
             event=take(self.event),
+            target_mask=take(self.target_mask),
         )
 
     @staticmethod
@@ -118,36 +127,46 @@ class EventTensors:
             weights=cat("weights"),
             event=cat("event"),
             cutflow=sum((p.cutflow for p in parts), Cutflow()),
+            target_mask=cat("target_mask") if all(has_t) else None,
         )
 
     @classmethod
-    def empty(cls, max_jets: int = 20, with_targets: bool = True) -> EventTensors:
-        """A correctly shaped bundle of 0 events."""
+    def empty(
+        cls, max_jets: int = 20, with_targets: bool = True, level: str | TargetLevel = "parton"
+    ) -> EventTensors:
+        """A correctly shaped bundle of 0 events (targets shaped by ``level``)."""
+        from hepvld.features import DETECTOR_FEATURES, GLOBAL_FEATURES
+
         n = 1 + max_jets
+        t = get_level(level).empty() if with_targets else None
         return cls(
-            np.zeros((0, n, 12), np.float32),
+            np.zeros((0, n, len(DETECTOR_FEATURES)), np.float32),
             np.zeros((0, n), bool),
-            np.zeros((0, 2), np.float32),
-            np.zeros((0, 55), np.float32) if with_targets else None,
+            np.zeros((0, len(GLOBAL_FEATURES)), np.float32),
+            None if t is None else t.values,
             np.zeros(0, np.float32),
             np.zeros(0, np.uint64),
+            target_mask=None if t is None else t.mask,
         )
 
 
-def _tensors_of(events: Any, max_jets: int, require_truth: bool) -> EventTensors:
+def _tensors_of(
+    events: Any, max_jets: int, require_truth: bool, level: TargetLevel
+) -> EventTensors:
     import awkward as ak
 
     from hepvld.features import detector_tensors, select
-    from hepvld.physics import parton_targets
 
     mask, cutflow = select(events, require_truth=require_truth)
     sel = events[mask]
     det = detector_tensors(sel, max_jets)
+    targets = level.build(sel) if require_truth else None
     return EventTensors(
         objects=det.objects,
         mask=det.mask,
         globals=det.globals,
-        targets=parton_targets(sel) if require_truth else None,
+        targets=None if targets is None else targets.values,
+        target_mask=None if targets is None else targets.mask,
         weights=np.asarray(ak.to_numpy(sel.genWeight), dtype=np.float32),
         event=np.asarray(ak.to_numpy(sel.event), dtype=np.uint64),
         cutflow=cutflow,
@@ -161,6 +180,7 @@ def load_tensors(
     require_truth: bool = True,
     entry_stop: int | None = None,
     step_size: int = 200_000,
+    level: str | TargetLevel = "parton",
     **open_kwargs: Any,
 ) -> EventTensors:
     """Read, select and convert events to tensors.
@@ -172,12 +192,15 @@ def load_tensors(
     max_jets
         Jet slots; ``N = 1 + max_jets``.
     require_truth
-        Require a semi-leptonic tt̄ ``GenPart`` chain and build ``targets (B, 55)``;
-        ``False`` for data without truth (``targets`` is ``None``).
+        Require a semi-leptonic tt̄ ``GenPart`` chain and build the targets of ``level``
+        (``(B, 11, 5)`` at parton level); ``False`` for data without truth (``targets``
+        is ``None``).
     entry_stop
         Read at most this many entries (before selection).
     step_size
         Events per chunk read at once (memory bound).
+    level
+        The target level (name or object, :mod:`hepvld.targets`).
     **open_kwargs
         Passed to :func:`hepvld.io.iterate_events` (``tree``, ``schema``, ...).
 
@@ -188,13 +211,18 @@ def load_tensors(
     """
     from hepvld.io import iterate_events
 
+    target_level = get_level(level)
     parts = [
-        _tensors_of(chunk, max_jets, require_truth)
+        _tensors_of(chunk, max_jets, require_truth, target_level)
         for chunk in iterate_events(
             source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
         )
     ]
-    out = EventTensors.concatenate(parts) if parts else EventTensors.empty(max_jets, require_truth)
+    out = (
+        EventTensors.concatenate(parts)
+        if parts
+        else EventTensors.empty(max_jets, require_truth, target_level)
+    )
     name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
     cf = out.cutflow
     log.info(
@@ -206,94 +234,6 @@ def load_tensors(
         cf,
     )
     return out
-
-
-# ----------------------------------------------------------------------------- torch
-def _torch_fields(t: EventTensors) -> dict[str, torch.Tensor]:
-    import torch
-
-    fields = {
-        "objects": torch.from_numpy(np.ascontiguousarray(t.objects, dtype=np.float32)),
-        "mask": torch.from_numpy(np.ascontiguousarray(t.mask, dtype=bool)),
-        "globals": torch.from_numpy(np.ascontiguousarray(t.globals, dtype=np.float32)),
-        "weights": torch.from_numpy(np.ascontiguousarray(t.weights, dtype=np.float32)),
-        "index": torch.arange(len(t), dtype=torch.int64),
-    }
-    if t.targets is not None:
-        fields["targets"] = torch.from_numpy(np.ascontiguousarray(t.targets, dtype=np.float32))
-    return fields
-
-
-class UnfoldingDataset:
-    """``torch.utils.data.Dataset``-compatible view of :class:`EventTensors`.
-
-    Items are dicts of tensors with keys ``objects (N, F)``, ``mask (N,)``, ``globals (G,)``,
-    ``targets (X,)`` (when present), ``weights ()`` and ``index ()`` (row in the bundle).
-    ``__getitems__`` returns one dict of batched tensors; with a ``DataLoader`` use
-    ``collate_fn=UnfoldingDataset.collate`` (identity). Tensors share memory with the numpy
-    arrays (preprocess the arrays first).
-    """
-
-    def __init__(self, tensors: EventTensors) -> None:
-        self.tensors = tensors
-        self.fields = _torch_fields(tensors)
-
-    def __len__(self) -> int:
-        return len(self.tensors)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {k: v[i] for k, v in self.fields.items()}
-
-    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        import torch
-
-        idx = torch.as_tensor(indices, dtype=torch.int64)
-        return {k: v.index_select(0, idx) for k, v in self.fields.items()}
-
-    @staticmethod
-    def collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Identity collate for ``DataLoader(..., collate_fn=UnfoldingDataset.collate)``."""
-        return batch
-
-
-def iterate_batches(
-    tensors: EventTensors | UnfoldingDataset,
-    batch_size: int,
-    *,
-    shuffle: bool = False,
-    generator: torch.Generator | None = None,
-    drop_last: bool = False,
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Yield dicts of batched tensors (keys as in :class:`UnfoldingDataset`).
-
-    Parameters
-    ----------
-    tensors
-        The events.
-    batch_size
-        Events per batch ``B``.
-    shuffle
-        Random order from ``torch.randperm(generator=generator)`` (no global seeding).
-    generator
-        Source of randomness for the shuffle.
-    drop_last
-        Skip a final incomplete batch.
-    """
-    import torch
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ds = tensors if isinstance(tensors, UnfoldingDataset) else UnfoldingDataset(tensors)
-    n = len(ds)
-    order = torch.randperm(n, generator=generator) if shuffle else None
-    stop = n - n % batch_size if drop_last else n
-    for lo in range(0, stop, batch_size):
-        hi = min(lo + batch_size, n)
-        if order is None:
-            yield {k: v[lo:hi] for k, v in ds.fields.items()}
-        else:
-            idx = order[lo:hi]
-            yield {k: v.index_select(0, idx) for k, v in ds.fields.items()}
 
 
 # ----------------------------------------------------------------------------- splits
@@ -344,3 +284,76 @@ def split_by_event(
     """Deterministic split of ``tensors`` by hashed event number (e.g. train/val/test)."""
     labels = split_labels(tensors.event, fractions, salt=salt)
     return tuple(tensors.subset(np.flatnonzero(labels == i)) for i in range(len(fractions)))
+
+
+# ----------------------------------------------------------------------------- model inputs
+def prepare_data(
+    files: Sequence[str | Path],
+    *,
+    max_jets: int,
+    tree: str = "Events",
+    entry_stop: int | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
+    level: str | TargetLevel = "parton",
+    split: Sequence[float] = SPLIT,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """Read, split and preprocess; returns ``(train, val, preprocessing_state)``.
+
+    ``train``/``val`` are dicts of float32 / bool numpy arrays in the model's input space
+    (``objects (B, N, F)``, ``mask (B, N)``, ``globals (B, G)``, ``targets (B, K, H)``
+    standardised by the level's preprocessing, ``target_mask (B, K)``, ``weights (B,)``).
+    ``preprocessing`` (a checkpoint's metadata with ``detector_preprocessor`` and
+    ``target_preprocessor``) is reused instead of refitting. The test part of the split
+    is never touched.
+
+    Raises
+    ------
+    ValueError
+        When no event passes the selection (the message holds the cut-flow).
+    """
+    from hepvld.features import DetectorPreprocessor
+
+    target_level = get_level(level)
+    names = [str(f) for f in files]
+    tensors = load_tensors(
+        names,
+        max_jets=max_jets,
+        require_truth=True,
+        entry_stop=entry_stop,
+        tree=tree,
+        level=target_level,
+    )
+    if len(tensors) == 0:
+        raise ValueError(f"no event of {names} passes the selection:\n{tensors.cutflow}")
+    train, val, test = split_by_event(tensors, split)
+    log.info(
+        "split by event number: %d train, %d validation, %d test (held out)",
+        len(train),
+        len(val),
+        len(test),
+    )
+    if preprocessing is None:
+        det_pre = DetectorPreprocessor().fit(train.objects, train.mask, train.globals)
+        assert train.targets is not None and train.target_mask is not None
+        tgt_pre = target_level.preprocessing().fit(train.targets, train.target_mask, train.weights)
+    else:
+        det_pre = DetectorPreprocessor.from_state_dict(preprocessing["detector_preprocessor"])
+        tgt_pre = target_level.preprocessing(preprocessing["target_preprocessor"])
+
+    def arrays(part: EventTensors) -> dict[str, np.ndarray]:
+        assert part.targets is not None and part.target_mask is not None
+        objects, globals_ = det_pre.transform(part.objects, part.mask, part.globals)
+        return {
+            "objects": np.asarray(objects, np.float32),
+            "mask": part.mask,
+            "globals": np.asarray(globals_, np.float32),
+            "targets": np.asarray(tgt_pre.transform(part.targets, part.target_mask), np.float32),
+            "target_mask": part.target_mask,
+            "weights": np.asarray(part.weights, np.float32),
+        }
+
+    state = {
+        "detector_preprocessor": det_pre.state_dict(),
+        "target_preprocessor": tgt_pre.state_dict(),
+    }
+    return arrays(train), arrays(val), state

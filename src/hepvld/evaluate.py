@@ -2,7 +2,7 @@
 
 Loads every checkpoint, reads the evaluation events, unfolds them with
 :func:`hepvld.unfold` (``raw=True``), takes their parton-level truth with
-:func:`hepvld.physics.parton_targets` and hands everything to
+the parton level (:data:`hepvld.targets.PARTON`) and hands everything to
 :func:`hepvld.evaluation.write_report` (tables in Markdown/CSV/JSON, figures, a one-page
 HTML summary). See ``docs/evaluation.md`` for every number in the report.
 
@@ -115,7 +115,7 @@ def load_evaluation_data(
     from hepvld.evaluation import flatten_detector
     from hepvld.features import detector_tensors, select
     from hepvld.io import open_events
-    from hepvld.physics import parton_targets
+    from hepvld.targets import PARTON
 
     events = open_events([str(f) for f in files], tree=tree, entry_stop=max_events)
     mask, cutflow = select(events, require_truth=True)
@@ -145,7 +145,7 @@ def load_evaluation_data(
     det = detector_tensors(events, max_jets)
     return EvaluationData(
         events=events,
-        truth=np.asarray(parton_targets(events), dtype=np.float64),
+        truth=np.asarray(PARTON.flat(PARTON.build(events).values), dtype=np.float64),
         weights=np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64),
         features=flatten_detector(det.objects, det.mask, det.globals),
         description=description,
@@ -187,7 +187,7 @@ def load_training_truth(
         log.warning("the training split of %s is empty; no training truth", files)
         return None
     return (
-        np.asarray(train.targets, dtype=np.float64),
+        np.asarray(train.targets, dtype=np.float64).reshape(len(train), -1),
         flatten_detector(train.objects, train.mask, train.globals),
         f"train split of {', '.join(files)}: {len(train)} events",
     )

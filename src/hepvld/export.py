@@ -2,22 +2,24 @@
 
 TorchScript is deprecated in torch 2.13; :func:`export_sampler` produces a
 ``torch.export.ExportedProgram`` of the detector encoder + the sampler loop (fixed
-sampler and number of steps, unrolled) + the VAE decoder, optionally with the
-preprocessing folded in:
+sampler and number of steps, unrolled) + the VAE decoder, optionally with the network's
+own normalisation buffers (physical units in and out):
 
 .. code-block:: python
 
     ep = export_sampler(hepvld.load("run"), sampler="dpmpp2m", steps=20,
                         path="vld.pt2")               # saved with its settings
-    draws = ep.module()(objects, mask, globals, noise)   # (B, S, 55) physical
+    draws = ep.module()(objects, mask, globals, noise)   # (B, S, K * H) physical
 
 Inputs are padded tensors exactly as produced by :func:`hepvld.features.detector_tensors`
 (``objects (B, N, F)`` float32, ``mask (B, N)`` bool, ``globals (B, G)`` float32, physical
-units when ``physical=True``) plus the explicit initial noise ``noise (B, S, D)``
+units when ``physical=True``) plus the explicit initial noise ``noise (B, S, *noise_shape)``
 (:func:`hepvld.api.event_noise` gives the per-event reproducible one). The batch ``B``
 (including 0) and the number of draws ``S`` (≥ 1) are dynamic. With the same noise the
-program reproduces :meth:`hepvld.models.vld.VLD.sample` (``physical=False``) or
-:func:`hepvld.unfold` (``physical=True``, ``raw`` field) exactly.
+program reproduces :meth:`hepvld.models.vld.VLD.sample` (``physical=False``, values
+flattened per draw) or :func:`hepvld.unfold` (``physical=True``, ``raw`` field) exactly.
+A program of a fixed-multiplicity level only: a variable level's draws also need their
+mask as an output (not done yet).
 
 :class:`VLDTorchWrapper` (a ``coffea.ml_tools.torch_wrapper`` loading the ``.pt2`` with
 ``torch.export.load`` instead of ``torch.jit.load``) is created on first access, so that
@@ -47,76 +49,33 @@ log = logging.getLogger(__name__)
 _METADATA = "hepvld.json"
 
 
-class _DetectorNormalizer(nn.Module):
-    """Torch twin of :meth:`hepvld.features.DetectorPreprocessor.transform` (exportable)."""
-
-    def __init__(self, pre: Any, n_features: int, n_globals: int) -> None:
-        super().__init__()
-        log_obj = torch.zeros(n_features, dtype=torch.bool)
-        log_obj[list(pre.log_features)] = True
-        log_glob = torch.zeros(n_globals, dtype=torch.bool)
-        log_glob[list(pre.log_globals)] = True
-        f32 = torch.float32
-        self.register_buffer("obj_mean", torch.as_tensor(pre.obj_mean, dtype=f32))
-        self.register_buffer("obj_scale", torch.as_tensor(pre.obj_scale, dtype=f32))
-        self.register_buffer("glob_mean", torch.as_tensor(pre.glob_mean, dtype=f32))
-        self.register_buffer("glob_scale", torch.as_tensor(pre.glob_scale, dtype=f32))
-        self.register_buffer("log_obj", log_obj)
-        self.register_buffer("log_glob", log_glob)
-
-    def forward(self, objects: Tensor, mask: Tensor, globals: Tensor) -> tuple[Tensor, Tensor]:
-        """Physical ``objects (B, N, F)``, ``globals (B, G)`` -> preprocessed; padding = 0."""
-        keep = mask.to(torch.bool).unsqueeze(-1)
-        o = torch.where(keep, objects, torch.zeros_like(objects))
-        o = torch.where(self.log_obj, torch.log1p(o), o)
-        o = torch.where(keep, (o - self.obj_mean) / self.obj_scale, torch.zeros_like(o))
-        g = torch.where(self.log_glob, torch.log1p(globals), globals)
-        return o, (g - self.glob_mean) / self.glob_scale
-
-
 class ExportableSampler(nn.Module):
-    """``(objects, mask, globals, noise) -> draws (B, S, X)`` with a fixed sampler.
+    """``(objects, mask, globals, noise) -> draws (B, S, K * H)`` with a fixed sampler.
 
     Parameters
     ----------
     model
-        A network following the model contract (``sample(..., noise=...)``), e.g. a
-        :class:`~hepvld.models.vld.VLD`.
+        A network following the model contract (``sample``/``unfold`` with ``noise=``),
+        e.g. a :class:`~hepvld.models.vld.VLD`.
     sampler, steps
         Sampler name and number of steps, frozen into the program.
-    detector_preprocessor, target_preprocessor
-        When both are given the module takes physical detector tensors and returns
-        physical 55-vectors; otherwise preprocessed in, preprocessed out.
+    physical
+        Physical detector tensors in, physical target values out, through the network's
+        own normalisation buffers (:meth:`~hepvld.models.base.ConditionalGenerator.unfold`);
+        otherwise preprocessed in, preprocessed out (:meth:`sample`).
     """
 
     def __init__(
-        self,
-        model: nn.Module,
-        *,
-        sampler: str = "dpmpp2m",
-        steps: int = 20,
-        detector_preprocessor: Any = None,
-        target_preprocessor: Any = None,
+        self, model: nn.Module, *, sampler: str = "dpmpp2m", steps: int = 20, physical: bool = False
     ) -> None:
         super().__init__()
-        from hepvld.diffusion import get_sampler
+        from hepvld.diffusion import SamplerSpec
 
-        get_sampler(sampler)  # validates the name
         self.model = model
+        self.spec = SamplerSpec(sampler, int(steps))  # validates the name
         self.sampler = sampler
         self.steps = int(steps)
-        self.physical = detector_preprocessor is not None and target_preprocessor is not None
-        self.normalizer: _DetectorNormalizer | None = None
-        if self.physical:
-            n_features = int(model.detector_encoder.in_features)
-            n_globals = int(model.detector_encoder.global_features)
-            self.normalizer = _DetectorNormalizer(detector_preprocessor, n_features, n_globals)
-            self.register_buffer(
-                "target_mean", torch.as_tensor(target_preprocessor.mean, dtype=torch.float32)
-            )
-            self.register_buffer(
-                "target_scale", torch.as_tensor(target_preprocessor.scale, dtype=torch.float32)
-            )
+        self.physical = bool(physical)
 
     def forward(self, objects: Tensor, mask: Tensor, globals: Tensor, noise: Tensor) -> Tensor:
         """Posterior draws.
@@ -126,27 +85,20 @@ class ExportableSampler(nn.Module):
         objects : (B, N, F) float32
         mask : (B, N) bool
         globals : (B, G) float32
-        noise : (B, S, D) float32
-            Initial latent noise (``D = model.noise_dim``).
+        noise : (B, S, *noise_shape) float32
+            Initial noise (``model.noise_shape``).
 
         Returns
         -------
-        Tensor (B, S, X)
+        Tensor (B, S, K * H)
+            Each draw's target values, flattened (the 55-vector at parton level; the
+            ``raw`` field of :func:`hepvld.unfold`).
         """
-        if self.normalizer is not None:
-            objects, globals = self.normalizer(objects, mask, globals)
-        draws = self.model.sample(
-            objects,
-            mask,
-            globals,
-            n_samples=noise.shape[1],
-            sampler=self.sampler,
-            steps=self.steps,
-            noise=noise,
+        call = self.model.unfold if self.physical else self.model.sample
+        draws = call(
+            objects, mask, globals, n_samples=noise.shape[1], sampler=self.spec, noise=noise
         )
-        if self.normalizer is not None:
-            draws = draws * self.target_scale + self.target_mean
-        return draws
+        return draws.values.flatten(2)
 
 
 def export_sampler(
@@ -168,7 +120,7 @@ def export_sampler(
     sampler, steps
         Frozen into the program (the loop is unrolled: program size grows with steps).
     physical
-        Fold the detector preprocessing and the inverse target preprocessing in.
+        Physical units in and out (the network's normalisation buffers).
     max_jets
         Padded jets per event (``N = 1 + max_jets``); default the model's.
     path
@@ -183,21 +135,15 @@ def export_sampler(
     from hepvld.api import UnfoldingModel
 
     if isinstance(model, UnfoldingModel):
-        net, det_pre, tgt_pre = model.model, model.detector_preprocessor, model.target_preprocessor
+        net = model.model
         max_jets = model.max_jets if max_jets is None else max_jets
     else:
-        net, det_pre, tgt_pre = model, None, None
+        net = model
         if physical:
             raise ValueError("physical=True needs an UnfoldingModel (with its preprocessing)")
         if max_jets is None:
             raise ValueError("max_jets is needed for a bare network")
-    wrapper = ExportableSampler(
-        net,
-        sampler=sampler,
-        steps=steps,
-        detector_preprocessor=det_pre if physical else None,
-        target_preprocessor=tgt_pre if physical else None,
-    ).eval()
+    wrapper = ExportableSampler(net, sampler=sampler, steps=steps, physical=physical).eval()
     enc = net.detector_encoder
     device = next(net.parameters()).device
     b, n, s = 2, 1 + int(max_jets), 2
@@ -205,7 +151,7 @@ def export_sampler(
         torch.zeros(b, n, enc.in_features, device=device),
         torch.ones(b, n, dtype=torch.bool, device=device),
         torch.zeros(b, enc.global_features, device=device),
-        torch.zeros(b, s, net.noise_dim, device=device),
+        torch.zeros(b, s, *net.noise_shape, device=device),
     )
     batch = torch.export.Dim("batch", min=0)
     draws = torch.export.Dim("draws", min=1)
@@ -222,7 +168,7 @@ def export_sampler(
         "steps": int(steps),
         "physical": bool(physical),
         "max_jets": int(max_jets),
-        "noise_dim": int(net.noise_dim),
+        "noise_shape": [int(n) for n in net.noise_shape],
         "object_features": int(enc.in_features),
         "global_features": int(enc.global_features),
     }
@@ -242,7 +188,7 @@ def load_exported(
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Only the settings (sampler, steps, noise_dim, max_jets, ...) of a saved program."""
+    """Only the settings (sampler, steps, noise_shape, max_jets, ...) of a saved program."""
     return load_exported(path)[1]
 
 
@@ -252,7 +198,7 @@ def _make_torch_wrapper() -> type:
     class VLDTorchWrapper(torch_wrapper):
         """``coffea.ml_tools.torch_wrapper`` for a program saved by :func:`export_sampler`.
 
-        ``wrapper(events)`` -> ``(B, S, X)`` draws for already *selected* NanoAOD-like
+        ``wrapper(events)`` -> ``(B, S, K * H)`` draws for already *selected* NanoAOD-like
         events, with the per-event reproducible noise of :func:`hepvld.api.event_noise`.
 
         Parameters
@@ -273,7 +219,8 @@ def _make_torch_wrapper() -> type:
             if not meta.get("physical", False):
                 raise ValueError("VLDTorchWrapper needs a program exported with physical=True")
             self.n_samples, self.seed = int(n_samples), int(seed)
-            self.max_jets, self.noise_dim = int(meta["max_jets"]), int(meta["noise_dim"])
+            self.max_jets = int(meta["max_jets"])
+            self.noise_shape = tuple(int(n) for n in meta["noise_shape"])
 
         def validate_numpy_input(self, *args: np.ndarray, **kwargs: np.ndarray) -> None:
             objects, mask, glob, noise = args
@@ -283,11 +230,11 @@ def _make_torch_wrapper() -> type:
                 or objects.shape[1] != n
                 or mask.shape != objects.shape[:2]
                 or glob.shape[0] != objects.shape[0]
-                or noise.shape != (objects.shape[0], self.n_samples, self.noise_dim)
+                or noise.shape != (objects.shape[0], self.n_samples, *self.noise_shape)
             ):
                 raise ValueError(
                     f"unexpected input shapes {[a.shape for a in args]} (N = {n}, "
-                    f"S = {self.n_samples}, D = {self.noise_dim})"
+                    f"S = {self.n_samples}, noise {self.noise_shape})"
                 )
 
         def _create_model(self) -> Any:
@@ -303,7 +250,7 @@ def _make_torch_wrapper() -> type:
             events = open_events(events)
             det = detector_tensors(events, max_jets=self.max_jets)
             numbers = np.asarray(ak.to_numpy(events["event"]), dtype=np.uint64)
-            noise = event_noise(self.seed, numbers, (self.n_samples, self.noise_dim)).numpy()
+            noise = event_noise(self.seed, numbers, (self.n_samples, *self.noise_shape)).numpy()
             args = (det.objects, det.mask, det.globals, noise)
             return tuple(ak.from_numpy(np.ascontiguousarray(a)) for a in args), {}
 

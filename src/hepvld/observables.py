@@ -26,7 +26,7 @@ from typing import Any, TypeAlias
 import awkward as ak
 import numpy as np
 
-from hepvld.physics.constants import PARTONS
+from hepvld.targets.parton import PARTON
 
 __all__ = [
     "DEFAULT_OBSERVABLES",
@@ -167,10 +167,10 @@ class Observable:
 def builtin(name: str) -> Observable:
     """The built-in observable ``{parton}_{quantity}`` (e.g. ``t_had_pt``, ``nu_eta``)."""
     parton, _, quantity = name.rpartition("_")
-    if parton not in PARTONS or quantity not in QUANTITIES:
+    if parton not in PARTON.names or quantity not in QUANTITIES:
         raise ValueError(
             f"unknown observable {name!r}: expected '{{parton}}_{{quantity}}' with parton in "
-            f"{list(PARTONS)} and quantity in {list(QUANTITIES)}"
+            f"{list(PARTON.names)} and quantity in {list(QUANTITIES)}"
         )
     symbol, unit = QUANTITIES[quantity]
     label = f"${symbol}({PARTON_LABELS[parton]})$" + (f" [{unit}]" if unit else "")

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import awkward as ak
 import hist
@@ -41,10 +41,13 @@ from hepvld.observables import (
     evaluate,
     resolve_observables,
 )
+from hepvld.targets import TargetLevel
+
+if TYPE_CHECKING:
+    from hepvld.diffusion.samplers import SamplerSpec
 
 __all__ = [
     "DRAW_AXIS",
-    "REPRODUCIBLE_SAMPLERS",
     "UnfoldingProcessor",
     "cached_model",
     "clear_model_cache",
@@ -55,8 +58,6 @@ log = logging.getLogger(__name__)
 
 #: Name of the posterior-draw axis (``sample`` is reserved by ``hist``).
 DRAW_AXIS = "draw"
-#: Deterministic samplers: draws depend only on ``(seed, event number)``.
-REPRODUCIBLE_SAMPLERS = ("ddim", "pndm", "dpmpp2m")
 
 _MODEL_CACHE: dict[tuple[str, str], Any] = {}
 _MODEL_LOCK = threading.Lock()
@@ -124,7 +125,9 @@ class UnfoldingProcessor(processor.ProcessorABC):
     n_samples
         Posterior draws ``S`` per event (the ``draw`` axis has ``S`` bins).
     sampler, steps
-        Deterministic sampler (``ddim``, ``pndm``, ``dpmpp2m``) and its number of steps.
+        A :class:`~hepvld.diffusion.SamplerSpec`, or a sampler name (``ddpm``, ``ddim``,
+        ``pndm``, ``dpmpp2m``) and its number of steps (default 20). Every sampler is
+        reproducible per ``(seed, event number)``.
     seed
         With the event numbers, fixes every draw: results do not depend on chunking or
         executor.
@@ -146,19 +149,18 @@ class UnfoldingProcessor(processor.ProcessorABC):
         *,
         binning: Mapping[str, Binning] | None = None,
         n_samples: int = 10,
-        sampler: str = "dpmpp2m",
-        steps: int = 20,
+        sampler: str | SamplerSpec = "dpmpp2m",
+        steps: int | None = None,
         seed: int = 0,
         batch_size: int = 1024,
         device: str = "cpu",
         torch_threads: int | None = 1,
         truth: bool = True,
     ) -> None:
-        if sampler not in REPRODUCIBLE_SAMPLERS:
-            raise ValueError(
-                f"sampler must be one of {REPRODUCIBLE_SAMPLERS} (per-event reproducible), got {sampler!r}"
-            )
-        for name, value in (("n_samples", n_samples), ("steps", steps), ("batch_size", batch_size)):
+        from hepvld.api import sampler_spec
+
+        self.sampler_spec = sampler_spec(sampler, steps, default_steps=20)
+        for name, value in (("n_samples", n_samples), ("batch_size", batch_size)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if torch_threads is not None and int(torch_threads) < 1:
@@ -167,8 +169,8 @@ class UnfoldingProcessor(processor.ProcessorABC):
         self.checkpoint = os.path.abspath(path) if os.path.exists(path) else path
         self.observables = resolve_observables(observables, binning)
         self.n_samples = int(n_samples)
-        self.sampler = sampler
-        self.steps = int(steps)
+        self.sampler = self.sampler_spec.name
+        self.steps = self.sampler_spec.steps
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.device = device
@@ -230,12 +232,12 @@ class UnfoldingProcessor(processor.ProcessorABC):
 
         out = self.empty_output()
         events = open_events(events)
+        model = cached_model(self.checkpoint, self.device)
         result = unfold(
             events,
-            model=cached_model(self.checkpoint, self.device),
+            model=model,
             n_samples=self.n_samples,
-            sampler=self.sampler,
-            steps=self.steps,
+            sampler=self.sampler_spec,
             batch_size=self.batch_size,
             seed=self.seed,
             progress=False,
@@ -257,16 +259,17 @@ class UnfoldingProcessor(processor.ProcessorABC):
             )
             out["detector"][o.name].fill(evaluate(o, detector), weight=weights)
         if self.truth and "GenPart" in ak.fields(events):
-            self._fill_truth(out, events, weights)
+            self._fill_truth(out, events, weights, model.level)
         return out
 
-    def _fill_truth(self, out: dict[str, Any], events: Any, weights: np.ndarray) -> None:
-        from hepvld.physics import parton_targets, targets_to_momenta
-
-        targets = parton_targets(events, on_invalid="nan") if len(events) else np.zeros((0, 55))
-        valid = np.isfinite(targets).all(axis=1)
+    def _fill_truth(
+        self, out: dict[str, Any], events: Any, weights: np.ndarray, level: TargetLevel
+    ) -> None:
+        targets = level.build(events, on_invalid="nan")
+        valid = np.isfinite(targets.values).all(axis=(1, 2))
         out["truth_cutflow"].add("selected", len(events), float(weights.sum()))
         out["truth_cutflow"].add("valid truth chain", int(valid.sum()), float(weights[valid].sum()))
-        truth = targets_to_momenta(targets[valid])
+        good = targets.subset(valid)
+        truth = level.to_records(good.values, good.mask)
         for o in self.observables:
             out["truth"][o.name].fill(evaluate(o, truth), weight=weights[valid])

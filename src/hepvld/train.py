@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["build_from_meta", "main", "prepare_data"]
+from hepvld.data import SPLIT, prepare_data
+
+__all__ = ["SPLIT", "main", "prepare_data"]
 
 log = logging.getLogger("hepvld.train")
-
-#: Train / validation / test fractions of the split by event number.
-SPLIT = (0.8, 0.1, 0.1)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,83 +73,6 @@ def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
     return train_cfg, model_cfg
 
 
-def prepare_data(
-    files: Sequence[Path],
-    *,
-    max_jets: int,
-    tree: str = "Events",
-    entry_stop: int | None = None,
-    preprocessing: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Read, split and preprocess; returns ``(train, val, preprocessing_state)``.
-
-    ``train``/``val`` are dicts of float32 / bool numpy arrays in the model's input space
-    (``objects (B, N, F)``, ``mask (B, N)``, ``globals (B, G)``, ``targets (B, 55)``,
-    ``weights (B,)``). ``preprocessing`` (from a checkpoint) is reused instead of refitting.
-    """
-    from hepvld.data import load_tensors, split_by_event
-    from hepvld.features import DetectorPreprocessor, TargetPreprocessor
-
-    tensors = load_tensors(
-        [str(f) for f in files],
-        max_jets=max_jets,
-        require_truth=True,
-        entry_stop=entry_stop,
-        tree=tree,
-    )
-    if len(tensors) == 0:
-        raise SystemExit(
-            f"no event of {[str(f) for f in files]} passes the selection:\n{tensors.cutflow}"
-        )
-    train, val, test = split_by_event(tensors, SPLIT)
-    log.info(
-        "split by event number: %d train, %d validation, %d test (held out)",
-        len(train),
-        len(val),
-        len(test),
-    )
-    if preprocessing is None:
-        det_pre = DetectorPreprocessor().fit(train.objects, train.mask, train.globals)
-        tgt_pre = TargetPreprocessor().fit(train.targets, train.weights)
-    else:
-        det_pre = DetectorPreprocessor.from_state_dict(preprocessing["detector_preprocessor"])
-        tgt_pre = TargetPreprocessor.from_state_dict(preprocessing["target_preprocessor"])
-
-    def arrays(part: Any) -> dict[str, np.ndarray]:
-        objects, globals_ = det_pre.transform(part.objects, part.mask, part.globals)
-        return {
-            "objects": np.asarray(objects, np.float32),
-            "mask": part.mask,
-            "globals": np.asarray(globals_, np.float32),
-            "targets": np.asarray(tgt_pre.transform(part.targets), np.float32),
-            "weights": np.asarray(part.weights, np.float32),
-        }
-
-    state = {
-        "detector_preprocessor": det_pre.state_dict(),
-        "target_preprocessor": tgt_pre.state_dict(),
-    }
-    return arrays(train), arrays(val), state
-
-
-def build_from_meta(meta: dict[str, Any]):
-    """Rebuild an (untrained) model from a checkpoint's ``extra`` metadata."""
-    import torch
-
-    from hepvld.models import ModelConfig, build_model
-
-    tgt = meta["target_preprocessor"]
-    return build_model(
-        meta["model"],
-        ModelConfig.from_dict(meta["model_config"]),
-        object_features=int(meta["object_features"]),
-        global_features=int(meta["global_features"]),
-        target_dim=int(meta["target_dim"]),
-        target_shift=torch.tensor(tgt["mean"], dtype=torch.float32),
-        target_scale=torch.tensor(tgt["scale"], dtype=torch.float32),
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     import hepvld
     from hepvld.config import to_dict
@@ -175,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
 
+    from hepvld.models.rebuild import rebuild_model
+    from hepvld.targets import level_from_meta
     from hepvld.training import train
     from hepvld.training.checkpoint import load_checkpoint
 
@@ -186,19 +110,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
             )
         model_cfg = type(model_cfg).from_dict(saved["model_config"])
-    train_data, val_data, prep = prepare_data(
-        args.files,
-        max_jets=args.max_jets,
-        tree=args.tree,
-        entry_stop=args.max_events,
-        preprocessing=saved,
-    )
+    level = level_from_meta(saved or {})
+    try:
+        train_data, val_data, prep = prepare_data(
+            args.files,
+            max_jets=args.max_jets,
+            tree=args.tree,
+            entry_stop=args.max_events,
+            preprocessing=saved,
+            level=level,
+        )
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
     meta = {
         "model": args.model,
         "model_config": to_dict(model_cfg),
         "object_features": int(train_data["objects"].shape[-1]),
         "global_features": int(train_data["globals"].shape[-1]),
-        "target_dim": int(train_data["targets"].shape[-1]),
+        "target_level": level.name,
+        "target_options": level.options(),
+        "target_dim": int(np.prod(train_data["targets"].shape[1:])),
         "max_jets": args.max_jets,
         "hepvld_version": hepvld.__version__,
         "split": list(SPLIT),
@@ -211,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # is forked so that the caller's state is left untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)
-        model = build_from_meta(meta)
+        model = rebuild_model(meta)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s (%s preset): %.2fM parameters", args.model, args.preset, n_params / 1e6)
     result = train(

@@ -18,60 +18,12 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from hepvld.writers import COMPRESSION as _COMPRESSION
+from hepvld.writers import write_unfolded
+
 __all__ = ["main", "write_unfolded"]
 
 log = logging.getLogger("hepvld.unfold")
-
-_COMPRESSION = ("zstd", "lz4", "zlib", "none")
-
-
-def write_unfolded(
-    path: str | Path, unfolded: ak.Array, event_numbers: np.ndarray, compression: str = "zstd"
-) -> int:
-    """Write the output of :func:`hepvld.unfold` to ``path`` (TTree ``Unfolded``).
-
-    Parameters
-    ----------
-    path
-        Output ROOT file (overwritten).
-    unfolded
-        ``hepvld.unfold`` output, length ``B`` (``None`` for events failing the selection).
-    event_numbers : (B,)
-        Event numbers of the same events.
-    compression
-        One of ``zstd``, ``lz4``, ``zlib``, ``none``.
-
-    Returns
-    -------
-    int
-        Events written (``None`` entries are skipped).
-    """
-    import uproot
-
-    from hepvld.physics import PARTONS
-
-    if compression not in _COMPRESSION:
-        raise ValueError(f"compression={compression!r}; choose from {_COMPRESSION}")
-    present = ~ak.to_numpy(ak.is_none(unfolded, axis=0))
-    rows = ak.drop_none(unfolded, axis=0)
-    draws = {
-        f"{parton}_{comp}": ak.from_regular(
-            ak.values_astype(getattr(rows[parton], comp), np.float32), axis=1
-        )
-        for parton in PARTONS
-        for comp in ("pt", "eta", "phi", "mass")
-    }
-    data = {
-        "event": np.asarray(event_numbers, dtype=np.uint64)[present],
-        "Draw": ak.zip(draws),
-    }
-    codec = {"zstd": uproot.ZSTD(5), "lz4": uproot.LZ4(4), "zlib": uproot.ZLIB(4), "none": None}
-    with uproot.recreate(path, compression=codec[compression]) as f:
-        tree = f.mktree(
-            "Unfolded", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}
-        )
-        tree.extend(data)
-    return int(present.sum())
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     numbers = (
         ak.to_numpy(events["event"]) if "event" in ak.fields(events) else np.arange(len(events))
     )
-    n = write_unfolded(args.output, result, numbers, args.compression)
+    n = write_unfolded(args.output, result, numbers, args.compression, level=model.level)
     log.info("wrote %d events x %d draws to %s", n, args.n_samples, args.output)
     log.info("selection:\n%s", result.attrs["cutflow"])
     return 0

@@ -17,6 +17,7 @@ import torch
 
 import hepvld
 from hepvld.config import TrainConfig
+from hepvld.diffusion import SamplerSpec
 from hepvld.io import open_events
 from hepvld.models import MODELS, build_model, model_config
 from hepvld.physics import PARTONS, TARGET_DIM
@@ -44,7 +45,7 @@ def make_batch(seed: int = 0, size: int = B) -> dict[str, torch.Tensor]:
         "objects": torch.randn(size, N, F, generator=gen),
         "mask": mask,
         "globals": torch.randn(size, G, generator=gen),
-        "targets": torch.randn(size, TARGET_DIM, generator=gen),
+        "targets": torch.randn(size, TARGET_DIM, generator=gen).unflatten(-1, (11, 5)),
         "weights": torch.rand(size, generator=gen) + 0.5,
     }
 
@@ -56,7 +57,6 @@ def make_model(name: str, **overrides: object) -> torch.nn.Module:
         model_config("tiny", **overrides),
         object_features=F,
         global_features=G,
-        target_dim=TARGET_DIM,
         target_shift=torch.zeros(TARGET_DIM),
         target_scale=torch.full((TARGET_DIM,), 10.0),
     )
@@ -65,16 +65,17 @@ def make_model(name: str, **overrides: object) -> torch.nn.Module:
 def _sample(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: torch.Tensor, **kw: object
 ) -> torch.Tensor:
-    return model.sample(
+    draws = model.sample(
         batch["objects"],
         batch["mask"],
         batch["globals"],
         n_samples=noise.shape[1],
-        sampler="ddim",
-        steps=3,
+        sampler=SamplerSpec("ddim", 3),
         noise=noise,
         **kw,
     )
+    assert draws.mask.shape == draws.values.shape[:-1] and draws.mask.all()  # fixed level
+    return draws.values.flatten(2)
 
 
 def _grad_reached(model: torch.nn.Module) -> set[str]:
@@ -89,7 +90,7 @@ def test_loss_and_sample_shapes(name: str) -> None:
     for key, value in out.items():
         assert value.shape == () and torch.isfinite(value), key
     model.eval()
-    noise = torch.randn(B, 3, model.noise_dim, generator=torch.Generator().manual_seed(2))
+    noise = torch.randn(B, 3, *model.noise_shape, generator=torch.Generator().manual_seed(2))
     draws = _sample(model, make_batch(), noise)
     assert draws.shape == (B, 3, TARGET_DIM) and torch.isfinite(draws).all()
     empty = make_batch(size=2)
@@ -127,7 +128,7 @@ def test_gradients_reach_every_parameter(name: str) -> None:
 def test_given_noise_makes_draws_reproducible_per_event(name: str) -> None:
     model = make_model(name).eval()
     batch = make_batch()
-    noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(B, 2, *model.noise_shape, generator=torch.Generator().manual_seed(5))
     full = _sample(model, batch, noise, generator=torch.Generator().manual_seed(1))
     part = _sample(
         model,
@@ -137,7 +138,7 @@ def test_given_noise_makes_draws_reproducible_per_event(name: str) -> None:
     )
     torch.testing.assert_close(full[2:4], part, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="noise has shape"):
-        _sample(model, batch, torch.zeros(B, 2, model.noise_dim + 1))
+        _sample(model, batch, torch.zeros(B, 2, model.noise_shape[0] + 1))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -157,7 +158,7 @@ def test_checkpoint_round_trip(name: str, tmp_path: Path) -> None:
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
     model.eval()
-    noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(B, 2, *model.noise_shape, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(
         _sample(model, make_batch(), noise), _sample(loaded, make_batch(), noise)
     )

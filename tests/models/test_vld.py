@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hepvld.diffusion import SAMPLERS
+from hepvld.diffusion import SAMPLERS, SamplerSpec
 from hepvld.models import MODELS, build_model, model_config
 from hepvld.physics import TARGET_DIM
 
@@ -21,7 +21,7 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
         "objects": torch.randn(B, N, F, generator=gen),
         "mask": mask,
         "globals": torch.randn(B, G, generator=gen),
-        "targets": torch.randn(B, TARGET_DIM, generator=gen),
+        "targets": torch.randn(B, TARGET_DIM, generator=gen).unflatten(-1, (11, 5)),
         "weights": torch.rand(B, generator=gen) + 0.5,
     }
 
@@ -33,7 +33,6 @@ def make_model(name: str) -> torch.nn.Module:
         model_config("tiny"),
         object_features=F,
         global_features=G,
-        target_dim=TARGET_DIM,
         target_shift=torch.zeros(TARGET_DIM),
         target_scale=torch.full((TARGET_DIM,), 10.0),
     )
@@ -82,15 +81,15 @@ def test_weights_enter_the_loss() -> None:
 def test_sample_shapes_and_padding_invariance(sampler: str) -> None:
     model = make_model("c-vld").eval()
     batch = make_batch()
-    noise = torch.randn(B, 3, model.noise_dim, generator=torch.Generator().manual_seed(5))
-    kwargs = dict(n_samples=3, sampler=sampler, steps=4, noise=noise)
+    noise = torch.randn(B, 3, *model.noise_shape, generator=torch.Generator().manual_seed(5))
+    kwargs = dict(n_samples=3, sampler=SamplerSpec(sampler, 4), noise=noise)
     draws = model.sample(
         batch["objects"],
         batch["mask"],
         batch["globals"],
         generator=torch.Generator().manual_seed(2),
         **kwargs,
-    )
+    ).values.flatten(2)
     assert draws.shape == (B, 3, TARGET_DIM)
     assert torch.isfinite(draws).all()
     garbage = batch["objects"].clone()
@@ -101,32 +100,30 @@ def test_sample_shapes_and_padding_invariance(sampler: str) -> None:
         batch["globals"],
         generator=torch.Generator().manual_seed(2),
         **kwargs,
-    )
+    ).values.flatten(2)
     torch.testing.assert_close(draws, again)
 
 
 def test_sample_rows_do_not_depend_on_batch_neighbours() -> None:
     model = make_model("vld").eval()
     batch = make_batch()
-    noise = torch.randn(B, 2, model.noise_dim, generator=torch.Generator().manual_seed(5))
+    noise = torch.randn(B, 2, *model.noise_shape, generator=torch.Generator().manual_seed(5))
     full = model.sample(
         batch["objects"],
         batch["mask"],
         batch["globals"],
         n_samples=2,
-        sampler="dpmpp2m",
-        steps=5,
+        sampler=SamplerSpec("dpmpp2m", 5),
         noise=noise,
-    )
+    ).values
     part = model.sample(
         batch["objects"][2:4],
         batch["mask"][2:4],
         batch["globals"][2:4],
         n_samples=2,
-        sampler="dpmpp2m",
-        steps=5,
+        sampler=SamplerSpec("dpmpp2m", 5),
         noise=noise[2:4],
-    )
+    ).values
     torch.testing.assert_close(full[2:4], part, rtol=1e-5, atol=1e-5)
 
 
@@ -139,7 +136,7 @@ def test_wrong_noise_shape_is_rejected() -> None:
             batch["mask"],
             batch["globals"],
             n_samples=2,
-            noise=torch.zeros(B, 3, model.noise_dim),
+            noise=torch.zeros(B, 3, *model.noise_shape),
         )
 
 
@@ -150,7 +147,6 @@ def test_unknown_model_name_lists_registered() -> None:
             model_config("tiny"),
             object_features=F,
             global_features=G,
-            target_dim=TARGET_DIM,
         )
 
 
@@ -182,7 +178,6 @@ def test_stopped_latent_gradient_leaves_the_loss_value_unchanged() -> None:
             model_config("tiny", latent_gradient=g),
             object_features=F,
             global_features=G,
-            target_dim=TARGET_DIM,
         )
         values.append(model.loss(batch, generator=torch.Generator().manual_seed(3))["loss"])
     torch.testing.assert_close(values[0], values[1])
@@ -192,24 +187,23 @@ def test_stopped_latent_gradient_leaves_the_loss_value_unchanged() -> None:
 def test_gaussian_eps_adds_the_exact_noise_of_standard_normal_data(name: str) -> None:
     """With the network's output zeroed, eps_hat is sigma_t z_t, E[eps | z_t] for N(0, I) data."""
     model = make_model(name)
-    last = model.denoiser.output
+    last = model.diffusion.denoiser.output
     torch.nn.init.zeros_(last.weight)
     torch.nn.init.zeros_(last.bias)
     gen = torch.Generator().manual_seed(1)
-    z_t = torch.randn(B, model.noise_dim, generator=gen)
+    z_t = torch.randn(B, *model.noise_shape, generator=gen)
     t = torch.rand(B, generator=gen)
     z_y = torch.randn(B, model.condition_dim, generator=gen)
-    _, sigma = model.schedule.alpha_sigma(t)
-    torch.testing.assert_close(model.eps(z_t, t, z_y), sigma[:, None] * z_t)
+    _, sigma = model.diffusion.schedule.alpha_sigma(t)
+    torch.testing.assert_close(model.diffusion.eps(z_t, t, z_y), sigma[:, None] * z_t)
     off = build_model(
         name,
         model_config("tiny", gaussian_eps=False),
         object_features=F,
         global_features=G,
-        target_dim=TARGET_DIM,
     )
     off.load_state_dict(model.state_dict())
-    torch.testing.assert_close(off.eps(z_t, t, z_y), torch.zeros_like(z_t))
+    torch.testing.assert_close(off.diffusion.eps(z_t, t, z_y), torch.zeros_like(z_t))
 
 
 def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() -> None:
@@ -220,7 +214,8 @@ def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() 
     model.loss(batch, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         mean, _ = model.encode(
-            batch["targets"], model.condition(batch["objects"], batch["mask"], batch["globals"])
+            batch["targets"].flatten(1),
+            model.condition(batch["objects"], batch["mask"], batch["globals"]).event,
         )
     # the first update copies the batch statistics
     torch.testing.assert_close(model.latent_shift, mean.mean(0))
@@ -234,7 +229,7 @@ def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() 
     before = model.latent_shift.clone()
     model.loss(make_batch(seed=1), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        mean1, _ = model.encode(make_batch(seed=1)["targets"], None)
+        mean1, _ = model.encode(make_batch(seed=1)["targets"].flatten(1), None)
     m = model.config.latent_norm_momentum
     torch.testing.assert_close(model.latent_shift, (1 - m) * before + m * mean1.mean(0))
     model.eval()
@@ -242,19 +237,20 @@ def test_latent_norm_trains_on_batch_statistics_and_samples_with_running_ones() 
     model.loss(make_batch(seed=2))
     torch.testing.assert_close(model.latent_shift, frozen)
     # sampling maps the denoised w back through the running statistics before decoding
-    noise = torch.randn(B, 1, model.noise_dim, generator=torch.Generator().manual_seed(4))
+    noise = torch.randn(B, 1, *model.noise_shape, generator=torch.Generator().manual_seed(4))
     got = model.sample(
         batch["objects"],
         batch["mask"],
         batch["globals"],
         n_samples=1,
-        sampler="ddim",
-        steps=3,
+        sampler=SamplerSpec("ddim", 3),
         noise=noise,
-    )
+    ).values.flatten(2)
     with torch.no_grad():
-        z_y = model.condition(batch["objects"], batch["mask"], batch["globals"])
-        w = model.denoise(noise[:, 0], z_y, sampler="ddim", steps=3, generator=None)
+        z_y = model.condition(batch["objects"], batch["mask"], batch["globals"]).event
+        w = model.diffusion.denoise(
+            noise[:, 0], z_y, sampler=SamplerSpec("ddim", 3), generator=None
+        )
         want = model.decode(model.latent_shift + model.latent_scale * w, z_y)
     torch.testing.assert_close(got[:, 0], want)
 
@@ -264,13 +260,13 @@ def test_latent_norm_makes_the_latent_terms_blind_to_the_latent_scale() -> None:
     the diffusion loss cannot gain by squeezing the latent (the collapse of docs/models.md)."""
     model = make_model("vld").train()
     gen = torch.Generator().manual_seed(0)
-    mean = torch.randn(B, model.noise_dim, generator=gen) + 3.0
+    mean = torch.randn(B, *model.noise_shape, generator=gen) + 3.0
     log_std = torch.full_like(mean, -3.0)
     eps = torch.randn(mean.shape, generator=gen)
     z_y = torch.randn(B, model.condition_dim, generator=gen)
     terms = []
     for c in (1.0, 0.01):
-        shift = torch.full((model.noise_dim,), 5.0)  # any common offset as well
+        shift = torch.full(model.noise_shape, 5.0)  # any common offset as well
         m = shift + c * mean
         ls = log_std + torch.log(torch.tensor(c))
         terms.append(

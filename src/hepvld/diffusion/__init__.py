@@ -20,8 +20,11 @@ from hepvld.diffusion.losses import (
 )
 from hepvld.diffusion.samplers import (
     SAMPLERS,
+    STOCHASTIC,
     GammaFn,
+    NoiseFn,
     Sampler,
+    SamplerSpec,
     ddim,
     ddpm,
     dpmpp2m,
@@ -39,13 +42,16 @@ from hepvld.diffusion.schedules import (
 
 __all__ = [
     "SAMPLERS",
+    "STOCHASTIC",
     "CosineSchedule",
     "EpsFn",
     "FixedLinearSchedule",
     "GammaFn",
     "LearnedSchedule",
+    "NoiseFn",
     "NoiseSchedule",
     "Sampler",
+    "SamplerSpec",
     "alpha_sigma_from_gamma",
     "continuous_diffusion_loss",
     "ddim",

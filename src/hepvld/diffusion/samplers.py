@@ -3,6 +3,8 @@ r"""Samplers for variance-preserving diffusion, all with one signature.
 .. code-block:: python
 
     z_0 = sampler(eps_fn, gamma_fn, noise, steps=50, generator=g)
+    z_0 = sampler(eps_fn, gamma_fn, noise, times=grid, noise_fn=per_event_noise)
+    z_0 = SamplerSpec("ddpm", steps=50).run(eps_fn, gamma_fn, noise, noise_fn=...)
 
 ``eps_fn(z_t (B, *E), t (B,)) -> eps_hat (B, *E)`` predicts the noise;
 ``gamma_fn(t (...)) -> gamma (...)`` is the schedule's :math:`\gamma(t) = -\log\mathrm{SNR}`
@@ -24,7 +26,8 @@ Samplers do not switch off autograd; call them under :func:`torch.no_grad` when 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +37,11 @@ from hepvld.diffusion.losses import EpsFn
 
 __all__ = [
     "SAMPLERS",
+    "STOCHASTIC",
     "GammaFn",
+    "NoiseFn",
     "Sampler",
+    "SamplerSpec",
     "ddim",
     "ddpm",
     "dpmpp2m",
@@ -44,9 +50,65 @@ __all__ = [
     "timesteps",
 ]
 
-#: Schedule closure ``gamma_fn(t (...)) -> gamma (...)``.
+#: Schedule closure ``gamma_fn(t (T,)) -> gamma (T, ...)``; ``gamma[i]`` must broadcast
+#: against the diffused ``(B, *E)`` (a scalar per time, or per slot: ``(T, N, 1)``).
 GammaFn = Callable[[Tensor], Tensor]
+#: Per-step noise ``noise_fn(step, z (B, *E)) -> xi (B, *E)``.
+NoiseFn = Callable[[int, Tensor], Tensor]
 Spacing = Literal["uniform", "logsnr"]
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler and its options, as one value: ``SamplerSpec("ddim", steps=20)``.
+
+    Attributes
+    ----------
+    name
+        A key of :data:`SAMPLERS` (``ddpm``, ``ddim``, ``pndm``, ``dpmpp2m``).
+    steps
+        Number of steps ``T`` (>= 1).
+    spacing
+        ``"uniform"`` in t or ``"logsnr"`` (see :func:`timesteps`).
+    """
+
+    name: str = "dpmpp2m"
+    steps: int = 50
+    spacing: Spacing = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; choose one of {sorted(SAMPLERS)}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.spacing not in ("uniform", "logsnr"):
+            raise ValueError(f"spacing must be 'uniform' or 'logsnr', got {self.spacing!r}")
+
+    @property
+    def stochastic(self) -> bool:
+        """True when the sampler draws fresh noise on each step (``ddpm``)."""
+        return self.name in STOCHASTIC
+
+    def times(self, gamma_fn: GammaFn, *, device: Any = None, dtype: Any = None) -> Tensor:
+        """The ``(T + 1,)`` time grid from 1 to 0 of this spec (on ``gamma_fn`` for logsnr)."""
+        return timesteps(
+            self.steps, gamma_fn=gamma_fn, spacing=self.spacing, device=device, dtype=dtype
+        )
+
+    def run(
+        self,
+        eps_fn: EpsFn,
+        gamma_fn: GammaFn,
+        noise: Tensor,
+        *,
+        noise_fn: NoiseFn | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Run the sampler from ``noise (B, *E)`` on this spec's grid; returns :math:`z_0`."""
+        times = self.times(gamma_fn, device=noise.device, dtype=noise.dtype)
+        return SAMPLERS[self.name](
+            eps_fn, gamma_fn, noise, times=times, noise_fn=noise_fn, generator=generator
+        )
 
 
 class Sampler(Protocol):
@@ -58,8 +120,11 @@ class Sampler(Protocol):
         gamma_fn: GammaFn,
         noise: Tensor,
         *,
-        steps: int,
+        steps: int | None = None,
         generator: torch.Generator | None = None,
+        spacing: Spacing = "uniform",
+        times: Tensor | None = None,
+        noise_fn: NoiseFn | None = None,
     ) -> Tensor: ...
 
 
@@ -116,8 +181,21 @@ def timesteps(
     return grid
 
 
-def _grid(gamma_fn: GammaFn, noise: Tensor, steps: int, spacing: Spacing) -> tuple[Tensor, Tensor]:
-    t = timesteps(steps, gamma_fn=gamma_fn, spacing=spacing, device=noise.device, dtype=noise.dtype)
+def _grid(
+    gamma_fn: GammaFn, noise: Tensor, steps: int | None, spacing: Spacing, times: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """The time grid (given, or built from ``steps``/``spacing``) and γ on it, ``gamma[i]``
+    broadcasting against ``noise`` (scalar, or per slot for a per-slot schedule)."""
+    if times is None:
+        if steps is None:
+            raise ValueError("a sampler needs steps or times")
+        t = timesteps(
+            steps, gamma_fn=gamma_fn, spacing=spacing, device=noise.device, dtype=noise.dtype
+        )
+    else:
+        t = times.to(device=noise.device, dtype=noise.dtype)
+        if t.ndim != 1 or len(t) < 2:
+            raise ValueError(f"times must be a 1-d grid of >= 2 points, got {tuple(t.shape)}")
     return t, gamma_fn(t)
 
 
@@ -143,9 +221,11 @@ def ddpm(
     gamma_fn: GammaFn,
     noise: Tensor,
     *,
-    steps: int,
+    steps: int | None = None,
     generator: torch.Generator | None = None,
     spacing: Spacing = "uniform",
+    times: Tensor | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> Tensor:
     r"""Ancestral sampling, VDM's step from :math:`t` to :math:`s < t`.
 
@@ -167,13 +247,19 @@ def ddpm(
         Source of the per-step noise.
     spacing
         Time grid, see :func:`timesteps`.
+    times : (T + 1,), optional
+        The time grid itself (from 1 down to 0); overrides ``steps`` and ``spacing``.
+    noise_fn
+        ``noise_fn(step, z) -> xi`` like ``z``: the per-step noise (``ddpm``; e.g. keyed per
+        event so that draws are reproducible per event); default ``randn(generator)``.
 
     Returns
     -------
     Tensor (B, *E)
         :math:`z_0`.
     """
-    t, gamma = _grid(gamma_fn, noise, steps, spacing)
+    t, gamma = _grid(gamma_fn, noise, steps, spacing, times)
+    steps = len(t) - 1
     z = noise
     for i in range(steps):
         gamma_t, gamma_s = gamma[i], gamma[i + 1]
@@ -184,7 +270,11 @@ def ddpm(
             torch.exp(0.5 * F.logsigmoid(gamma_t)),
             torch.exp(0.5 * F.logsigmoid(gamma_s)),
         )
-        xi = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        xi = (
+            torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            if noise_fn is None
+            else noise_fn(i, z)
+        )
         z = ratio * (z - sigma_t * c * eps) + sigma_s * c.sqrt() * xi
     return z
 
@@ -194,9 +284,11 @@ def ddim(
     gamma_fn: GammaFn,
     noise: Tensor,
     *,
-    steps: int,
+    steps: int | None = None,
     generator: torch.Generator | None = None,
     spacing: Spacing = "uniform",
+    times: Tensor | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> Tensor:
     r"""Deterministic DDIM (η = 0): first-order solver of the probability-flow ODE.
 
@@ -215,13 +307,19 @@ def ddim(
         Unused (deterministic); accepted for the common signature.
     spacing
         Time grid, see :func:`timesteps`.
+    times : (T + 1,), optional
+        The time grid itself (from 1 down to 0); overrides ``steps`` and ``spacing``.
+    noise_fn
+        ``noise_fn(step, z) -> xi`` like ``z``: the per-step noise (``ddpm``; e.g. keyed per
+        event so that draws are reproducible per event); default ``randn(generator)``.
 
     Returns
     -------
     Tensor (B, *E)
         :math:`z_0`.
     """
-    t, gamma = _grid(gamma_fn, noise, steps, spacing)
+    t, gamma = _grid(gamma_fn, noise, steps, spacing, times)
+    steps = len(t) - 1
     z = noise
     for i in range(steps):
         z = _ddim_step(z, _call(eps_fn, z, t[i]), gamma[i], gamma[i + 1])
@@ -233,9 +331,11 @@ def pndm(
     gamma_fn: GammaFn,
     noise: Tensor,
     *,
-    steps: int,
+    steps: int | None = None,
     generator: torch.Generator | None = None,
     spacing: Spacing = "uniform",
+    times: Tensor | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> Tensor:
     r"""Pseudo numerical method (PNDM, Liu et al. 2022), the VLD paper's sampler.
 
@@ -261,13 +361,19 @@ def pndm(
         Unused (deterministic); accepted for the common signature.
     spacing
         Time grid, see :func:`timesteps`.
+    times : (T + 1,), optional
+        The time grid itself (from 1 down to 0); overrides ``steps`` and ``spacing``.
+    noise_fn
+        ``noise_fn(step, z) -> xi`` like ``z``: the per-step noise (``ddpm``; e.g. keyed per
+        event so that draws are reproducible per event); default ``randn(generator)``.
 
     Returns
     -------
     Tensor (B, *E)
         :math:`z_0`.
     """
-    t, gamma = _grid(gamma_fn, noise, steps, spacing)
+    t, gamma = _grid(gamma_fn, noise, steps, spacing, times)
+    steps = len(t) - 1
     t_mid = 0.5 * (t[:-1] + t[1:])
     gamma_mid = gamma_fn(t_mid[: min(3, steps)])
     z = noise
@@ -294,9 +400,11 @@ def dpmpp2m(
     gamma_fn: GammaFn,
     noise: Tensor,
     *,
-    steps: int,
+    steps: int | None = None,
     generator: torch.Generator | None = None,
     spacing: Spacing = "uniform",
+    times: Tensor | None = None,
+    noise_fn: NoiseFn | None = None,
 ) -> Tensor:
     r"""DPM-Solver++(2M) (Lu et al. 2022): second-order multistep in :math:`\lambda = -\gamma/2`.
 
@@ -321,13 +429,19 @@ def dpmpp2m(
         Unused (deterministic); accepted for the common signature.
     spacing
         Time grid, see :func:`timesteps`.
+    times : (T + 1,), optional
+        The time grid itself (from 1 down to 0); overrides ``steps`` and ``spacing``.
+    noise_fn
+        ``noise_fn(step, z) -> xi`` like ``z``: the per-step noise (``ddpm``; e.g. keyed per
+        event so that draws are reproducible per event); default ``randn(generator)``.
 
     Returns
     -------
     Tensor (B, *E)
         :math:`z_0`.
     """
-    t, gamma = _grid(gamma_fn, noise, steps, spacing)
+    t, gamma = _grid(gamma_fn, noise, steps, spacing, times)
+    steps = len(t) - 1
     log_alpha, log_sigma = 0.5 * F.logsigmoid(-gamma), 0.5 * F.logsigmoid(gamma)
     lam = -0.5 * gamma
     z = noise
@@ -352,6 +466,8 @@ def dpmpp2m(
 
 #: Registered samplers by name.
 SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim, "pndm": pndm, "dpmpp2m": dpmpp2m}
+#: Samplers that draw noise on each step (per-event reproducible through ``noise_fn``).
+STOCHASTIC: tuple[str, ...] = ("ddpm",)
 
 
 def get_sampler(name: str) -> Sampler:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import numpy as np
 import vector
 
-from hepvld.physics.constants import COMPONENTS, PARTONS, TARGET_DIM, target_labels
+from hepvld.physics.kinematics import components_to_p4
+from hepvld.targets.parton import PARTON
+
+COMPONENTS = PARTON.components
 
 __all__ = [
     "COMPONENT_TYPES",
@@ -41,16 +44,13 @@ DERIVED_TYPES: tuple[str, ...] = ("pT", "eta", "phi", "energy")
 ETA_MAX: float = 10.0
 
 #: Number of columns of the feature table (55 native + 44 derived).
-FEATURE_DIM: int = TARGET_DIM + len(PARTONS) * len(DERIVED_TYPES)
+FEATURE_DIM: int = PARTON.dim + len(PARTON.names) * len(DERIVED_TYPES)
 
 _NATIVE_OF_TYPE = {"mass": "M", "px": "px", "py": "py", "pz": "pz"}
 
 
 def _momenta(x: np.ndarray) -> vector.MomentumNumpy4D:
-    p = x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS))
-    with np.errstate(over="ignore"):
-        energy = np.exp(p[..., 1])
-    return vector.array({"px": p[..., 2], "py": p[..., 3], "pz": p[..., 4], "E": energy})
+    return components_to_p4(PARTON.unflat(x), on_shell=False)
 
 
 def kinematics(x: np.ndarray) -> np.ndarray:
@@ -68,9 +68,9 @@ def kinematics(x: np.ndarray) -> np.ndarray:
         four-vector mass), ``energy = exp(log E)``, ``η`` is clipped to ±:data:`ETA_MAX`.
     """
     x = np.asarray(x, dtype=np.float64)
-    if x.shape[-1] != TARGET_DIM:
-        raise ValueError(f"expected last axis {TARGET_DIM}, got {x.shape}")
-    p = x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS))
+    if x.shape[-1] != PARTON.dim:
+        raise ValueError(f"expected last axis {PARTON.dim}, got {x.shape}")
+    p = x.reshape(*x.shape[:-1], len(PARTON.names), len(COMPONENTS))
     v = _momenta(x)
     eta = np.clip(np.nan_to_num(np.asarray(v.eta), nan=0.0), -ETA_MAX, ETA_MAX)
     cols = {
@@ -112,7 +112,7 @@ def kinematics_to_targets(k: np.ndarray) -> np.ndarray:
     out = np.stack(
         [k[..., i["mass"]], log_e, np.asarray(v.px), np.asarray(v.py), np.asarray(v.pz)], axis=-1
     )
-    return out.reshape(*k.shape[:-2], TARGET_DIM)
+    return out.reshape(*k.shape[:-2], PARTON.dim)
 
 
 def feature_table(x: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def feature_table(x: np.ndarray) -> np.ndarray:
 
 def feature_labels() -> list[str]:
     """Labels of the feature table columns, ``"t_had/M"``, ..., ``"t_had/pT"``."""
-    return target_labels() + [f"{p}/{t}" for p in PARTONS for t in DERIVED_TYPES]
+    return PARTON.labels() + [f"{p}/{t}" for p in PARTON.names for t in DERIVED_TYPES]
 
 
 def feature_index(particle: str, kind: str) -> int:
@@ -144,20 +144,20 @@ def feature_index(particle: str, kind: str) -> int:
     ``kind`` is a native component (``M, logE, px, py, pz``) or a type of
     :data:`COMPONENT_TYPES` (``mass`` is an alias of ``M``).
     """
-    if particle not in PARTONS:
-        raise KeyError(f"unknown particle {particle!r}; partons are {PARTONS}")
+    if particle not in PARTON.names:
+        raise KeyError(f"unknown particle {particle!r}; partons are {PARTON.names}")
     kind = _NATIVE_OF_TYPE.get(kind, kind)
-    p = PARTONS.index(particle)
+    p = PARTON.names.index(particle)
     if kind in COMPONENTS:
         return p * len(COMPONENTS) + COMPONENTS.index(kind)
     if kind in DERIVED_TYPES:
-        return TARGET_DIM + p * len(DERIVED_TYPES) + DERIVED_TYPES.index(kind)
+        return PARTON.dim + p * len(DERIVED_TYPES) + DERIVED_TYPES.index(kind)
     raise KeyError(f"unknown component {kind!r}; use {COMPONENTS} or {COMPONENT_TYPES}")
 
 
 def _type_columns() -> np.ndarray:
     """(8, 11) feature-table columns of every (type, parton)."""
-    return np.array([[feature_index(p, t) for p in PARTONS] for t in COMPONENT_TYPES])
+    return np.array([[feature_index(p, t) for p in PARTON.names] for t in COMPONENT_TYPES])
 
 
 def aggregate(values: np.ndarray) -> dict[str, np.ndarray]:
@@ -177,10 +177,10 @@ def aggregate(values: np.ndarray) -> dict[str, np.ndarray]:
     values = np.asarray(values, dtype=np.float64)
     if values.shape[-1] != FEATURE_DIM:
         raise ValueError(f"expected last axis {FEATURE_DIM}, got {values.shape}")
-    native = values[..., :TARGET_DIM]
+    native = values[..., : PARTON.dim]
     return {
         "total": native.sum(axis=-1),
-        "per_particle": native.reshape(*native.shape[:-1], len(PARTONS), len(COMPONENTS)).sum(
+        "per_particle": native.reshape(*native.shape[:-1], len(PARTON.names), len(COMPONENTS)).sum(
             axis=-1
         ),
         "per_type": values[..., _type_columns()].sum(axis=-1),

@@ -12,22 +12,19 @@
 from __future__ import annotations
 
 import numpy as np
-import vector
 
-from hepvld.physics.constants import COMPONENTS, DERIVED, PARTONS, TARGET_DIM
+from hepvld.physics import kinematics
+from hepvld.targets.parton import PARTON
 
 __all__ = ["composite_masses", "mass_shell_residual", "regressed_masses"]
 
 
 def _parts(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.shape[-1] != TARGET_DIM:
-        raise ValueError(f"expected last axis {TARGET_DIM}, got {x.shape}")
-    return x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS))
+    return PARTON.unflat(np.asarray(x, dtype=np.float64))
 
 
 def mass_shell_residual(x: np.ndarray) -> np.ndarray:
-    """``M² - (E² - |p|²)`` per parton.
+    """``M² - (E² - |p|²)`` per parton (:func:`hepvld.physics.kinematics.mass_shell_residual`).
 
     Parameters
     ----------
@@ -37,10 +34,7 @@ def mass_shell_residual(x: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (..., 11) [GeV²]
     """
-    p = _parts(x)
-    with np.errstate(over="ignore"):
-        e = np.exp(p[..., 1])
-    return p[..., 0] ** 2 - (e**2 - p[..., 2] ** 2 - p[..., 3] ** 2 - p[..., 4] ** 2)
+    return kinematics.mass_shell_residual(_parts(x))
 
 
 def composite_masses(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -55,13 +49,10 @@ def composite_masses(x: np.ndarray) -> dict[str, np.ndarray]:
     dict[str, ndarray]
         Composite name (``W_lep, W_had, t_lep, t_had, ttbar``) -> shape (...) [GeV].
     """
-    p = _parts(x)
-    with np.errstate(over="ignore"):
-        e = np.exp(p[..., 1])
-    vec = vector.array({"px": p[..., 2], "py": p[..., 3], "pz": p[..., 4], "E": e})
+    vec = kinematics.components_to_p4(_parts(x), on_shell=False)
     out = {}
-    for name, leaves in DERIVED.items():
-        idx = [PARTONS.index(leaf) for leaf in leaves]
+    for name, leaves in PARTON.derived.items():
+        idx = [PARTON.names.index(leaf) for leaf in leaves]
         total = vec[..., idx[0]]
         for i in idx[1:]:
             total = total + vec[..., i]
@@ -72,4 +63,4 @@ def composite_masses(x: np.ndarray) -> dict[str, np.ndarray]:
 def regressed_masses(x: np.ndarray) -> dict[str, np.ndarray]:
     """Regressed mass ``M`` of every composite, name -> shape (...)."""
     p = _parts(x)
-    return {name: p[..., PARTONS.index(name), 0] for name in DERIVED}
+    return {name: p[..., PARTON.names.index(name), 0] for name in PARTON.derived}

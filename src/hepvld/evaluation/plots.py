@@ -22,7 +22,8 @@ from hepvld.evaluation.aggregates import feature_index, feature_table
 from hepvld.evaluation.calibration import Coverage, RankHistogram
 from hepvld.evaluation.consistency import composite_masses, mass_shell_residual, regressed_masses
 from hepvld.evaluation.posterior import BruteForcePosterior
-from hepvld.physics.constants import DERIVED, PARTONS, target_labels
+from hepvld.physics.constants import DERIVED, target_labels
+from hepvld.targets.parton import PARTON
 
 __all__ = [
     "figure_to_base64",
@@ -133,7 +134,7 @@ def plot_distribution(
     truth : ndarray, shape (B, 55)
     draws_by_model : mapping name -> ndarray, shape (B, S, 55)
     particle : str
-        One of :data:`~hepvld.physics.constants.PARTONS`.
+        One of the parton names (``hepvld.targets.PARTON.names``).
     kind : str
         Native component (``M, logE, px, py, pz``) or type (``mass, pT, eta, phi, energy``).
     weights : ndarray, shape (B,), optional
@@ -384,13 +385,13 @@ def plot_mass_shell(
 
     t = signed_root(mass_shell_residual(truth))
     m = {
-        k: signed_root(mass_shell_residual(np.asarray(v)).reshape(-1, len(PARTONS)))
+        k: signed_root(mass_shell_residual(np.asarray(v)).reshape(-1, len(PARTON.names)))
         for k, v in draws_by_model.items()
     }
     with style():
         fig = Figure(figsize=(18, 12), layout="constrained")
         axes = fig.subplots(3, 4, squeeze=False)
-        for p, ax in enumerate(axes.flat[: len(PARTONS)]):
+        for p, ax in enumerate(axes.flat[: len(PARTON.names)]):
             pool = np.concatenate([t[:, p]] + [v[:, p] for v in m.values()])
             lo, hi = np.nanquantile(pool, [0.01, 0.99])
             lo, hi = min(lo, -1.0), max(hi, 1.0)
@@ -402,7 +403,9 @@ def plot_mass_shell(
             for i, (name, v) in enumerate(m.items()):
                 h, _ = np.histogram(np.clip(v[:, p], lo, hi), bins=edges)
                 ax.stairs(h / max(h.sum(), 1), edges, color=f"C{i}", linewidth=1.6, label=name)
-            ax.set_xlabel(rf"sgn($\Delta$)$|\Delta|^{{1/2}}$ [GeV], {PARTONS[p]}", fontsize="small")
+            ax.set_xlabel(
+                rf"sgn($\Delta$)$|\Delta|^{{1/2}}$ [GeV], {PARTON.names[p]}", fontsize="small"
+            )
             ax.set_yscale("log")
         axes.flat[0].legend(fontsize="x-small")
         axes.flat[-1].set_visible(False)

@@ -38,7 +38,8 @@ from hepvld.evaluation.scores import (
     resolution,
 )
 from hepvld.evaluation.tables import Table, format_value, paper_table1
-from hepvld.physics.constants import DERIVED, PARTONS, TARGET_DIM, target_index, target_labels
+from hepvld.physics.constants import DERIVED, target_index, target_labels
+from hepvld.targets.parton import PARTON
 
 __all__ = ["DEFAULT_PLOT_FEATURES", "Report", "write_report"]
 
@@ -160,7 +161,9 @@ def _per_event(
     counts: np.ndarray,
     scale: np.ndarray,
 ) -> _PerEvent:
-    groups = [np.arange(TARGET_DIM)] + [np.arange(5 * i, 5 * i + 5) for i in range(len(PARTONS))]
+    groups = [np.arange(PARTON.dim)] + [
+        np.arange(5 * i, 5 * i + 5) for i in range(len(PARTON.names))
+    ]
     crps = crps_fair(draws, truth)
     es = energy_score(draws, truth, scale=scale, groups=groups)
     cw = counts * w[None]
@@ -292,7 +295,7 @@ def _distance_tables(
                         for a in aggs.values()
                     ],
                 ]
-                for i, p in enumerate(PARTONS)
+                for i, p in enumerate(PARTON.names)
             ],
         )
         tables[f"type_{metric}"] = Table(
@@ -311,7 +314,7 @@ def _per_event_tables(
 ) -> dict[str, Table]:
     tables = {}
     rows = [
-        [ref_label, _pair(ref["es_mean"][0], ref["es_err"][0]), 1.0, 1.0, f"0/{TARGET_DIM}", 1.0]
+        [ref_label, _pair(ref["es_mean"][0], ref["es_err"][0]), 1.0, 1.0, f"0/{PARTON.dim}", 1.0]
     ]
     for name, p in per.items():
         rows.append(
@@ -366,7 +369,7 @@ def _per_event_tables(
                     float(ref["width"][i]),
                     float(p.width[i] / ref["width"][i]) if ref["width"][i] > 0 else math.nan,
                 ]
-                for i in range(TARGET_DIM)
+                for i in range(PARTON.dim)
             ],
             note="Width: half the 16-84 % range of (posterior median - truth).",
         )
@@ -388,10 +391,10 @@ def _calibration_tables(
             row += [
                 float(np.median(c.coverage[j])),
                 f"{c.coverage[j].min():.3f}-{c.coverage[j].max():.3f}",
-                f"{int((np.abs(pull[j]) > 3).sum())}/{TARGET_DIM}",
+                f"{int((np.abs(pull[j]) > 3).sum())}/{PARTON.dim}",
             ]
         row += [
-            f"{int((rh[name].pvalue < 0.01).sum())}/{TARGET_DIM}",
+            f"{int((rh[name].pvalue < 0.01).sum())}/{PARTON.dim}",
             float(np.median(rh[name].pvalue)),
         ]
         rows.append(row)
@@ -411,7 +414,7 @@ def _calibration_tables(
     for name in cov:
         ccols += [f"{name} {lv:.0%}" for lv in levels] + [f"{name} rank p"]
     crow = []
-    for i in range(TARGET_DIM):
+    for i in range(PARTON.dim):
         row = [labels[i]]
         for name, c in cov.items():
             row += [_pair(c.coverage[j, i], c.error[j, i]) for j in range(len(levels))] + [
@@ -578,16 +581,16 @@ def write_report(
     out = Path(output_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     truth = np.asarray(truth, dtype=np.float64)
-    if truth.ndim != 2 or truth.shape[1] != TARGET_DIM:
-        raise ValueError(f"truth must have shape (B, {TARGET_DIM}), got {truth.shape}")
+    if truth.ndim != 2 or truth.shape[1] != PARTON.dim:
+        raise ValueError(f"truth must have shape (B, {PARTON.dim}), got {truth.shape}")
     b = len(truth)
     draws_by_model = {k: np.asarray(v, dtype=np.float64) for k, v in draws_by_model.items()}
     if not draws_by_model:
         raise ValueError("draws_by_model is empty")
     for name, d in draws_by_model.items():
-        if d.ndim != 3 or d.shape[0] != b or d.shape[2] != TARGET_DIM or d.shape[1] < 2:
+        if d.ndim != 3 or d.shape[0] != b or d.shape[2] != PARTON.dim or d.shape[1] < 2:
             raise ValueError(
-                f"draws of {name!r} must have shape ({b}, S>=2, {TARGET_DIM}), got {d.shape}"
+                f"draws of {name!r} must have shape ({b}, S>=2, {PARTON.dim}), got {d.shape}"
             )
     w = np.ones(b) if weights is None else np.asarray(weights, dtype=np.float64)
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
@@ -625,7 +628,9 @@ def write_report(
         )
     scale = np.where(constant, np.inf, truth.std(axis=0))
     counts = bootstrap_counts(b, n_boot, rngs[2]) if n_boot > 0 else np.ones((1, b))
-    groups = [np.arange(TARGET_DIM)] + [np.arange(5 * i, 5 * i + 5) for i in range(len(PARTONS))]
+    groups = [np.arange(PARTON.dim)] + [
+        np.arange(5 * i, 5 * i + 5) for i in range(len(PARTON.names))
+    ]
     ref_crps = crps_fair(ref_draws, truth)
     ref_es = energy_score(ref_draws, truth, scale=scale, groups=groups)
     ref_res, _ = resolution(ref_draws, truth, w)

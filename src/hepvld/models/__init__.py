@@ -2,13 +2,16 @@
 
 ``vld``, ``uc-vld``, ``c-vld`` (:mod:`~hepvld.models.vld`), ``ldm``
 (:mod:`~hepvld.models.ldm`), ``vdm`` (:mod:`~hepvld.models.vdm`), ``cvae``
-(:mod:`~hepvld.models.cvae`), ``cinn`` (:mod:`~hepvld.models.cinn`); all subclass
-:class:`~hepvld.models.base.ConditionalGenerator` (shared detector encoder, consistency
-loss, ``sample``), the diffusion ones via :class:`~hepvld.models.denoising.DiffusionGenerator`.
-Family modules are imported on first use.
+(:mod:`~hepvld.models.cvae`), ``cinn`` (:mod:`~hepvld.models.cinn`); each subclasses
+:class:`~hepvld.models.base.ConditionalGenerator` (shared detector encoder, normalisation
+buffers, consistency loss, ``sample``/``unfold``), the diffusion ones compose a
+:class:`~hepvld.models.denoising.ConditionalDiffusion`. Each family module registers
+itself (:func:`~hepvld.models.registry.register`) and is imported here.
+:func:`~hepvld.models.rebuild.rebuild_model` rebuilds a network from a checkpoint.
 """
 
-from hepvld.models.base import ConditionalGenerator
+from hepvld.models import cinn, cvae, ldm, vdm, vld  # noqa: F401  (register the families)
+from hepvld.models.base import ConditionalGenerator, Draws, ModelIO
 from hepvld.models.config import PRESETS, VARIANTS, ModelConfig, model_config
 from hepvld.models.registry import MODELS, build_model
 
@@ -17,7 +20,9 @@ __all__ = [
     "PRESETS",
     "VARIANTS",
     "ConditionalGenerator",
+    "Draws",
     "ModelConfig",
+    "ModelIO",
     "build_model",
     "model_config",
 ]

@@ -47,9 +47,10 @@ from zuko.flows import (
 from zuko.lazy import LazyTransform
 from zuko.transforms import MonotonicAffineTransform, PermutationTransform
 
-from hepvld.models.base import Batch, ConditionalGenerator, randn
+from hepvld.diffusion import SamplerSpec
+from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO, randn
 from hepvld.models.config import ModelConfig
-from hepvld.physics.constants import TARGET_DIM
+from hepvld.models.registry import register
 
 __all__ = ["CINN", "GatedCoupling", "all_in_one_flow"]
 
@@ -119,24 +120,9 @@ class CINN(ConditionalGenerator):
 
     name = "cinn"
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int = TARGET_DIM,
-        target_shift: Tensor | None = None,
-        target_scale: Tensor | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            object_features,
-            global_features,
-            target_dim,
-            target_shift,
-            target_scale,
-            noise_dim=target_dim,
-        )
+    def __init__(self, config: ModelConfig, io: ModelIO) -> None:
+        target_dim = io.target_level.shape[0] * io.target_level.shape[1]
+        super().__init__(config, io, noise_shape=(target_dim,))
         self.flow = all_in_one_flow(
             target_dim,
             self.condition_dim,
@@ -164,8 +150,9 @@ class CINN(ConditionalGenerator):
         dict
             ``loss``, ``nll``, ``reconstruction``, ``consistency``.
         """
-        x = batch["targets"]
-        dist = self.distribution(self.condition(batch["objects"], batch["mask"], batch["globals"]))
+        x = self.flat_targets(batch)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
+        dist = self.distribution(z_y)
         nll = -dist.log_prob(x + self.config.flow_noise * randn(x, generator))
         x_hat = dist.transform.inv(randn(x, generator))
         reconstruction, consistency = self.reconstruction_terms(x_hat, x)
@@ -176,11 +163,14 @@ class CINN(ConditionalGenerator):
     def generate(
         self,
         noise: Tensor,
-        z_y: Tensor,
+        condition: Condition,
         *,
-        sampler: str,
-        steps: int,
+        sampler: SamplerSpec,
         generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """One inverse pass of ``noise (M, X)`` given ``z_y (M, C)``: targets ``(M, X)``."""
-        return self.distribution(z_y).transform.inv(noise)
+        """One inverse pass of ``noise (M, X)`` given the condition: targets ``(M, X)``."""
+        return self.distribution(condition.event).transform.inv(noise)
+
+
+register("cinn")(CINN)

@@ -14,13 +14,15 @@ Shapes: ``B`` events, ``C`` condition size, ``X`` target size, ``D`` latent size
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from hepvld.diffusion import gaussian_kl
-from hepvld.models.base import Batch, ConditionalGenerator, randn
+from hepvld.diffusion import SamplerSpec, gaussian_kl
+from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO, randn
 from hepvld.models.config import ModelConfig
-from hepvld.physics.constants import TARGET_DIM
+from hepvld.models.registry import register
 
 __all__ = ["CVAE"]
 
@@ -30,24 +32,9 @@ class CVAE(ConditionalGenerator):
 
     name = "cvae"
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int = TARGET_DIM,
-        target_shift: Tensor | None = None,
-        target_scale: Tensor | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            object_features,
-            global_features,
-            target_dim,
-            target_shift,
-            target_scale,
-            noise_dim=config.latent_dim,
-        )
+    def __init__(self, config: ModelConfig, io: ModelIO) -> None:
+        super().__init__(config, io, noise_shape=(config.latent_dim,))
+        target_dim = self.target_dim
         c, cond = config, self.condition_dim
         self.vae_encoder = self.gated_mlp(target_dim + cond, 2 * c.latent_dim, c.vae_encoder_blocks)
         self.vae_decoder = self.gated_mlp(c.latent_dim + cond, target_dim, c.vae_decoder_blocks)
@@ -77,8 +64,8 @@ class CVAE(ConditionalGenerator):
         dict
             ``loss``, ``reconstruction``, ``consistency``, ``kl``.
         """
-        x = batch["targets"]
-        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
+        x = self.flat_targets(batch)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
         mean, log_std = self.encode(x, z_y)
         z = mean + log_std.exp() * randn(mean, generator)
         reconstruction, consistency = self.reconstruction_terms(self.decode(z, z_y), x)
@@ -90,11 +77,14 @@ class CVAE(ConditionalGenerator):
     def generate(
         self,
         noise: Tensor,
-        z_y: Tensor,
+        condition: Condition,
         *,
-        sampler: str,
-        steps: int,
+        sampler: SamplerSpec,
         generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Decode prior draws ``noise (M, D)`` given ``z_y (M, C)``: targets ``(M, X)``."""
-        return self.decode(noise, z_y)
+        """Decode prior draws ``noise (M, D)`` given the condition: targets ``(M, X)``."""
+        return self.decode(noise, condition.event)
+
+
+register("cvae")(CVAE)

@@ -1,11 +1,11 @@
-r"""Conditional variational diffusion on a vector: the part VLD, LDM and VDM share.
+r"""Conditional variational diffusion on a vector, as a component composed into a family.
 
-:class:`DiffusionGenerator` adds to :class:`~hepvld.models.base.ConditionalGenerator` a
-learned variance-preserving schedule :math:`\gamma(t)`, a sinusoidal time embedding and
-an ε-predicting gated denoiser :math:`(z_t, t, z_y) \to \hat\epsilon`, the VDM loss terms
-on a clean variable :math:`z` (a VAE latent for VLD/LDM, the standardised targets for VDM),
-and the sampling path (any registered sampler on the learned schedule, then
-:math:`z_0 / \alpha_0`).
+:class:`ConditionalDiffusion` holds a learned variance-preserving schedule
+:math:`\gamma(t)`, a sinusoidal time embedding and an ε-predicting gated denoiser
+:math:`(z_t, t, z_y) \to \hat\epsilon`; it computes the VDM loss terms on a clean variable
+:math:`z` (a VAE latent for VLD/LDM, the standardised targets for VDM) and runs the
+sampling path (any registered sampler on the learned schedule, then :math:`z_0 / \alpha_0`).
+A family owns one as ``self.diffusion`` (composition, not inheritance).
 
 Shapes: ``B`` events, ``C`` condition size, ``E`` size of the diffused vector
 (``D`` latent or ``X`` targets).
@@ -14,42 +14,69 @@ Shapes: ``B`` events, ``C`` condition size, ``E`` size of the diffused vector
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from hepvld.diffusion import (
     LearnedSchedule,
+    SamplerSpec,
     continuous_diffusion_loss,
     diffuse,
-    get_sampler,
     latent_kl,
     latent_reconstruction,
     prior_kl,
     sample_times,
 )
-from hepvld.models.base import ConditionalGenerator, randn
+from hepvld.models.base import randn
+from hepvld.models.config import ModelConfig
 from hepvld.nn import SinusoidalEmbedding
 
-__all__ = ["DiffusionGenerator"]
+__all__ = ["ConditionalDiffusion", "upgrade_diffusion_keys"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
+#: Sub-modules of the component (state-dict prefixes before it was a component).
+_PARTS = ("time_embedding.", "denoiser.", "schedule.")
 
-class DiffusionGenerator(ConditionalGenerator):
-    """A conditional generator whose noise is turned into ``z`` by a learned-schedule diffusion.
 
-    Subclasses call :meth:`build_diffusion` in their ``__init__`` (where they want the
-    parameters registered) with the size ``E`` of the diffused vector.
+def upgrade_diffusion_keys(state: dict[str, Tensor], prefix: str, attribute: str) -> None:
+    """Rename ``{prefix}schedule.*`` etc. of older checkpoints to ``{prefix}{attribute}.*``."""
+    for key in list(state):
+        rest = key[len(prefix) :]
+        if key.startswith(prefix) and rest.startswith(_PARTS):
+            state[f"{prefix}{attribute}.{rest}"] = state.pop(key)
+
+
+class ConditionalDiffusion(nn.Module):
+    """Schedule + ε-network on a vector of size ``E``, conditioned on ``z_y (B, C)``.
+
+    Parameters
+    ----------
+    size
+        ``E``.
+    condition_dim
+        ``C``.
+    config
+        ``time_embedding_dim``, ``denoiser_blocks``, ``gamma_min``, ``gamma_max``,
+        ``gaussian_eps``.
+    mlp
+        ``mlp(in_dim, out_dim, n_blocks) -> nn.Module`` (the family's gated MLP).
     """
 
-    def build_diffusion(self, size: int) -> None:
-        """Create ``time_embedding``, ``denoiser`` (``E + T + C -> E``) and ``schedule``."""
-        c = self.config
+    def __init__(
+        self,
+        size: int,
+        condition_dim: int,
+        config: ModelConfig,
+        mlp: Callable[[int, int, int], nn.Module],
+    ) -> None:
+        super().__init__()
+        c = config
+        self.gaussian_eps = c.gaussian_eps
         self.time_embedding = SinusoidalEmbedding(c.time_embedding_dim)
-        self.denoiser = self.gated_mlp(
-            size + c.time_embedding_dim + self.condition_dim, size, c.denoiser_blocks
-        )
+        self.denoiser = mlp(size + c.time_embedding_dim + condition_dim, size, c.denoiser_blocks)
         self.schedule = LearnedSchedule(gamma_min=c.gamma_min, gamma_max=c.gamma_max)
 
     def eps(self, z_t: Tensor, t: Tensor, z_y: Tensor) -> Tensor:
@@ -62,12 +89,12 @@ class DiffusionGenerator(ConditionalGenerator):
         t = 1 after 1500 steps, and sampled latents 6× too wide).
         """
         out = self.denoiser(torch.cat([z_t, self.time_embedding(t), z_y], -1))
-        if self.config.gaussian_eps:
+        if self.gaussian_eps:
             _, sigma = self.schedule.alpha_sigma(t)
             out = out + sigma.unsqueeze(-1) * z_t
         return out
 
-    def diffusion_terms(
+    def terms(
         self,
         z: Tensor,
         z_y: Tensor,
@@ -110,16 +137,17 @@ class DiffusionGenerator(ConditionalGenerator):
         noise: Tensor,
         z_y: Tensor,
         *,
-        sampler: str,
-        steps: int,
+        sampler: SamplerSpec,
         generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        r"""Run ``sampler`` from ``noise (B, E)`` at :math:`t = 1` to :math:`t = 0`; returns :math:`z_0/\alpha_0` ``(B, E)``."""
-        z_0 = get_sampler(sampler)(
+        r"""Run ``sampler`` from ``noise (B, E)`` at :math:`t = 1` to :math:`t = 0`; returns
+        :math:`z_0/\alpha_0` ``(B, E)``. ``step_noise(step, z)``: per-step noise (ddpm)."""
+        z_0 = sampler.run(
             lambda z_t, t: self.eps(z_t, t, z_y),
             self.schedule.gamma,
             noise,
-            steps=steps,
+            noise_fn=step_noise,
             generator=generator,
         )
         alpha_0, _ = self.schedule.alpha_sigma(torch.zeros(1, device=z_0.device, dtype=z_0.dtype))

@@ -34,10 +34,10 @@ import torch
 from torch import Tensor
 
 from hepvld.diffusion import gaussian_kl
-from hepvld.models.base import Batch, randn
+from hepvld.models.base import Batch, ModelIO, randn
 from hepvld.models.config import ModelConfig
+from hepvld.models.registry import register
 from hepvld.models.vld import VLD
-from hepvld.physics.constants import TARGET_DIM
 
 __all__ = ["LDM"]
 
@@ -55,20 +55,10 @@ class LDM(VLD):
     name = "ldm"
     stage_step: Tensor
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int = TARGET_DIM,
-        target_shift: Tensor | None = None,
-        target_scale: Tensor | None = None,
-    ) -> None:
+    def __init__(self, config: ModelConfig, io: ModelIO) -> None:
         if config.variant != "vld":
             config = ModelConfig.from_dict({**config.to_dict(), "variant": "vld"})
-        super().__init__(
-            config, object_features, global_features, target_dim, target_shift, target_scale
-        )
+        super().__init__(config, io)
         self.register_buffer("stage_step", torch.zeros((), dtype=torch.long))
 
     @property
@@ -99,7 +89,7 @@ class LDM(VLD):
         stage = self.stage
         if self.training and torch.is_grad_enabled():
             self.stage_step += 1
-        x = batch["targets"]
+        x = self.flat_targets(batch)
         zeros = x.new_zeros(x.shape[0])
         terms = dict.fromkeys(TERMS, zeros)
         terms["stage"] = torch.full_like(zeros, float(stage))
@@ -125,8 +115,11 @@ class LDM(VLD):
             with torch.no_grad():
                 mean, log_std = self.encode(x, None)
                 z_x = mean + log_std.exp() * randn(mean, generator)
-            z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
+            z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
             latent = self.latent_terms(z_x, mean, log_std, z_y, generator)
             terms.update(latent)
             total = latent["prior"] + latent["vae"] + latent["diffusion"]
         return self.loss_dict(total, terms, batch.get("weights"))
+
+
+register("ldm")(LDM)

@@ -1,30 +1,29 @@
-"""Registry of model families: a name -> a constructor with one signature."""
+"""Registry of model families: a name -> a constructor ``factory(config, io) -> nn.Module``.
+
+Each family registers itself in its own module with :func:`register`; importing
+:mod:`hepvld.models` imports every family module (plain imports).
+"""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from torch import Tensor, nn
+from torch import nn
 
-from hepvld.models.config import VARIANTS, ModelConfig
+from hepvld.models.config import ModelConfig
+
+if TYPE_CHECKING:
+    from hepvld.models.base import ModelIO
+    from hepvld.targets import TargetLevel
 
 __all__ = ["MODELS", "ModelFactory", "build_model", "register"]
 
 
 class ModelFactory(Protocol):
-    """``factory(config, object_features, global_features, target_dim, target_shift, target_scale)``."""
+    """``factory(config, io) -> nn.Module`` (``io``: :class:`~hepvld.models.base.ModelIO`)."""
 
-    def __call__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int,
-        target_shift: Tensor | None,
-        target_scale: Tensor | None,
-    ) -> nn.Module: ...
+    def __call__(self, config: ModelConfig, io: ModelIO) -> nn.Module: ...
 
 
 #: Registered model names -> factories.
@@ -43,48 +42,38 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return wrap
 
 
-def _lazy_factory(module: str, cls: str, variant: str | None = None) -> ModelFactory:
-    """A factory importing ``module.cls`` on first use; ``variant`` (if given) is forced."""
-
-    def factory(
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int,
-        target_shift: Tensor | None,
-        target_scale: Tensor | None,
-    ) -> nn.Module:
-        model_cls = getattr(importlib.import_module(module), cls)
-        if variant is not None and config.variant != variant:
-            config = ModelConfig.from_dict({**config.to_dict(), "variant": variant})
-        return model_cls(
-            config, object_features, global_features, target_dim, target_shift, target_scale
-        )
-
-    return factory
-
-
-for _variant in VARIANTS:
-    register(_variant)(_lazy_factory("hepvld.models.vld", "VLD", _variant))
-register("ldm")(_lazy_factory("hepvld.models.ldm", "LDM", "vld"))
-register("vdm")(_lazy_factory("hepvld.models.vdm", "VDM"))
-register("cvae")(_lazy_factory("hepvld.models.cvae", "CVAE"))
-register("cinn")(_lazy_factory("hepvld.models.cinn", "CINN"))
-
-
 def build_model(
     name: str,
     config: ModelConfig,
+    io: ModelIO | None = None,
     *,
-    object_features: int,
-    global_features: int,
-    target_dim: int,
-    target_shift: Tensor | None = None,
-    target_scale: Tensor | None = None,
+    object_features: int | None = None,
+    global_features: int | None = None,
+    level: str | TargetLevel = "parton",
+    detector_preprocessing: Mapping[str, Any] | None = None,
+    target_shift: Any = None,
+    target_scale: Any = None,
 ) -> nn.Module:
-    """Construct the registered model ``name`` (see :data:`MODELS`)."""
+    """Construct the registered model ``name`` (see :data:`MODELS`).
+
+    Give either ``io`` or its fields as keywords (``object_features``, ``global_features``,
+    ``level``, ``detector_preprocessing``, ``target_shift``, ``target_scale``).
+    """
+    from hepvld.models.base import ModelIO
+
     try:
         factory = MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
-    return factory(config, object_features, global_features, target_dim, target_shift, target_scale)
+    if io is None:
+        if object_features is None or global_features is None:
+            raise TypeError("build_model needs io or object_features and global_features")
+        io = ModelIO(
+            int(object_features),
+            int(global_features),
+            level,
+            detector_preprocessing,
+            target_shift,
+            target_scale,
+        )
+    return factory(config, io)

@@ -16,41 +16,34 @@ Shapes: ``B`` events, ``C`` condition size, ``X`` target size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from hepvld.models.base import Batch
+from hepvld.diffusion import SamplerSpec
+from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO
 from hepvld.models.config import ModelConfig
-from hepvld.models.denoising import DiffusionGenerator
-from hepvld.physics.constants import TARGET_DIM
+from hepvld.models.denoising import ConditionalDiffusion, upgrade_diffusion_keys
+from hepvld.models.registry import register
 
 __all__ = ["VDM"]
 
 
-class VDM(DiffusionGenerator):
+class VDM(ConditionalGenerator):
     """Conditional VDM on the targets; parameters as :class:`~hepvld.models.vld.VLD`."""
 
     name = "vdm"
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int = TARGET_DIM,
-        target_shift: Tensor | None = None,
-        target_scale: Tensor | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            object_features,
-            global_features,
-            target_dim,
-            target_shift,
-            target_scale,
-            noise_dim=target_dim,
+    def __init__(self, config: ModelConfig, io: ModelIO) -> None:
+        target_dim = io.target_level.shape[0] * io.target_level.shape[1]
+        super().__init__(config, io, noise_shape=(target_dim,))
+        self.diffusion = ConditionalDiffusion(
+            target_dim, self.condition_dim, config, self.gated_mlp
         )
-        self.build_diffusion(target_dim)
+        self._register_load_state_dict_pre_hook(
+            lambda state, prefix, *_: upgrade_diffusion_keys(state, prefix, "diffusion")
+        )
 
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Negative ELBO (see the module docstring).
@@ -68,18 +61,23 @@ class VDM(DiffusionGenerator):
         dict
             ``loss``, ``prior``, ``reconstruction``, ``diffusion``.
         """
-        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
-        terms = self.diffusion_terms(batch["targets"], z_y, generator)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
+        terms = self.diffusion.terms(self.flat_targets(batch), z_y, generator)
         return self.loss_dict(sum(terms.values()), terms, batch.get("weights"))
 
     def generate(
         self,
         noise: Tensor,
-        z_y: Tensor,
+        condition: Condition,
         *,
-        sampler: str,
-        steps: int,
+        sampler: SamplerSpec,
         generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Diffusion from ``noise (M, X)`` given ``z_y (M, C)``: targets ``(M, X)``."""
-        return self.denoise(noise, z_y, sampler=sampler, steps=steps, generator=generator)
+        """Diffusion from ``noise (M, X)`` given the condition: targets ``(M, X)``."""
+        return self.diffusion.denoise(
+            noise, condition.event, sampler=sampler, generator=generator, step_noise=step_noise
+        )
+
+
+register("vdm")(VDM)

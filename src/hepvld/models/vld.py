@@ -32,25 +32,27 @@ them:
 * ``gaussian_eps`` (in the denoiser) and ``gamma_min = -4`` (initial ``gamma(0)``).
 
 The detector encoder, consistency loss and ``sample`` come from
-:class:`~hepvld.models.base.ConditionalGenerator`, the schedule, denoiser, VDM terms and
-sampling path from :class:`~hepvld.models.denoising.DiffusionGenerator` (shared with LDM
-and VDM).
+:class:`~hepvld.models.base.ConditionalGenerator`; the schedule, denoiser, VDM terms and
+sampling path are the composed component ``self.diffusion``
+(:class:`~hepvld.models.denoising.ConditionalDiffusion`, shared with LDM and VDM).
 
 Shapes: ``B`` events, ``N`` objects, ``F`` object features, ``G`` global features,
-``C`` condition size, ``X`` target size (55), ``D`` latent size, ``S`` draws.
+``C`` condition size, ``X`` flat target size (55), ``D`` latent size, ``S`` draws.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from hepvld.models.base import Batch, randn
-from hepvld.models.config import ModelConfig
-from hepvld.models.denoising import DiffusionGenerator
-from hepvld.physics.constants import TARGET_DIM
+from hepvld.diffusion import SamplerSpec
+from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO, randn
+from hepvld.models.config import VARIANTS, ModelConfig
+from hepvld.models.denoising import ConditionalDiffusion, upgrade_diffusion_keys
+from hepvld.models.registry import register
 
 __all__ = ["VLD", "Batch"]
 
@@ -62,43 +64,23 @@ def _scale_gradient(x: Tensor, scale: float) -> Tensor:
     return x.detach() + scale * (x - x.detach())
 
 
-class VLD(DiffusionGenerator):
+class VLD(ConditionalGenerator):
     """End-to-end latent variational diffusion over a fixed-size target.
 
     Parameters
     ----------
     config
         Hyper-parameters and variant (see :class:`~hepvld.models.config.ModelConfig`).
-    object_features, global_features
-        Detector input sizes ``F`` and ``G``.
-    target_dim
-        Size ``X`` of the (preprocessed) target vector, 55 at parton level.
-    target_shift, target_scale
-        Affine map from the model's standardised targets back to physical units,
-        ``x_phys = x * scale + shift``, shape ``(X,)``; used only by the consistency loss.
-        Without them the consistency loss is switched off.
+    io
+        Detector sizes, target level and normalisations (:class:`~hepvld.models.base.ModelIO`);
+        without a target affine map the consistency loss is off.
     """
 
     name = "vld"
 
-    def __init__(
-        self,
-        config: ModelConfig,
-        object_features: int,
-        global_features: int,
-        target_dim: int = TARGET_DIM,
-        target_shift: Tensor | None = None,
-        target_scale: Tensor | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            object_features,
-            global_features,
-            target_dim,
-            target_shift,
-            target_scale,
-            noise_dim=config.latent_dim,
-        )
+    def __init__(self, config: ModelConfig, io: ModelIO) -> None:
+        super().__init__(config, io, noise_shape=(config.latent_dim,))
+        target_dim = self.target_dim
         c, cond = config, self.condition_dim
         self.vae_encoder = self.gated_mlp(
             target_dim + (cond if c.conditional_encoder else 0),
@@ -108,7 +90,7 @@ class VLD(DiffusionGenerator):
         self.vae_decoder = self.gated_mlp(
             c.latent_dim + (cond if c.conditional_decoder else 0), target_dim, c.vae_decoder_blocks
         )
-        self.build_diffusion(c.latent_dim)
+        self.diffusion = ConditionalDiffusion(c.latent_dim, cond, c, self.gated_mlp)
         self._log_std_offset = 0.5 * c.gamma_min
         # Log std of the decoder likelihood p(x | z_x) = N(dec(z_x), sigma_x^2), per
         # component, learned: the reconstruction weight then follows the achieved
@@ -124,6 +106,9 @@ class VLD(DiffusionGenerator):
         self.register_buffer("latent_shift", torch.zeros(c.latent_dim))
         self.register_buffer("latent_scale", torch.ones(c.latent_dim))
         self.register_buffer("latent_updates", torch.zeros((), dtype=torch.long))
+        self._register_load_state_dict_pre_hook(
+            lambda state, prefix, *_: upgrade_diffusion_keys(state, prefix, "diffusion")
+        )
 
     # ------------------------------------------------------------------ parts
     def encode(self, x: Tensor, z_y: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -186,8 +171,8 @@ class VLD(DiffusionGenerator):
             ``loss`` (weighted total, scalar) and each term, weighted means: ``prior``,
             ``reconstruction``, ``consistency``, ``vae``, ``diffusion``.
         """
-        x = batch["targets"]
-        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"])
+        x = self.flat_targets(batch)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
         mean, log_std = self.encode(x, z_y)
         z_x = mean + log_std.exp() * randn(mean, generator)
         latent = self.latent_terms(z_x, mean, log_std, z_y, generator)
@@ -231,7 +216,7 @@ class VLD(DiffusionGenerator):
         shift, scale = self.latent_statistics(mean)
         w, w_mean, w_log_std = (z_x - shift) / scale, (mean - shift) / scale, log_std - scale.log()
         g = self.config.latent_gradient
-        return self.diffusion_terms(
+        return self.diffusion.terms(
             _scale_gradient(w, g), z_y, generator, posterior=(_scale_gradient(w_mean, g), w_log_std)
         )
 
@@ -248,13 +233,28 @@ class VLD(DiffusionGenerator):
     def generate(
         self,
         noise: Tensor,
-        z_y: Tensor,
+        condition: Condition,
         *,
-        sampler: str,
-        steps: int,
+        sampler: SamplerSpec,
         generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Latent diffusion from ``noise (M, D)`` given ``z_y (M, C)``, then decode: ``(M, X)``."""
-        w = self.denoise(noise, z_y, sampler=sampler, steps=steps, generator=generator)
+        """Latent diffusion from ``noise (M, D)`` given the condition, then decode: ``(M, X)``."""
+        z_y = condition.event
+        w = self.diffusion.denoise(
+            noise, z_y, sampler=sampler, generator=generator, step_noise=step_noise
+        )
         shift, scale = self.latent_statistics()
         return self.decode(shift + scale * w, z_y)
+
+
+def _variant(name: str) -> None:
+    @register(name)
+    def build(config: ModelConfig, io: ModelIO) -> VLD:
+        if config.variant != name:
+            config = ModelConfig.from_dict({**config.to_dict(), "variant": name})
+        return VLD(config, io)
+
+
+for _name in VARIANTS:
+    _variant(_name)

@@ -30,7 +30,7 @@ import vector
 
 from hepvld.io.errors import MissingBranchError, TruthError
 from hepvld.physics.constants import COMPONENTS, DECAY_PRODUCTS, DERIVED, PARTONS, TARGET_DIM
-from hepvld.physics.kinematics import p4_components, p4_ptetaphim
+from hepvld.physics.kinematics import components_to_p4, p4_components, p4_ptetaphim
 
 __all__ = [
     "DECAY_CATEGORIES",
@@ -291,23 +291,15 @@ def targets_to_momenta(x: np.ndarray, *, on_shell: bool = True) -> ak.Array:
     x = np.asarray(x, dtype=np.float64)
     if x.shape[-1] != TARGET_DIM or x.ndim < 2:
         raise ValueError(f"expected shape (..., {TARGET_DIM}) with a batch axis, got {x.shape}")
-    parts = x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS))
-    fields = {}
-    for i, name in enumerate(PARTONS):
-        c = parts[..., i, :]
-        coords = {"px": c[..., 2], "py": c[..., 3], "pz": c[..., 4]}
-        coords["mass" if on_shell else "E"] = c[..., 0] if on_shell else np.exp(c[..., 1])
-        fields[name] = ak.zip(
-            {k: ak.from_numpy(v) for k, v in coords.items()}, with_name="Momentum4D"
-        )
+    parts = ak.from_numpy(x.reshape(*x.shape[:-1], len(PARTONS), len(COMPONENTS)))
+    fields = {
+        name: components_to_p4(parts[..., i, :], on_shell=on_shell)
+        for i, name in enumerate(PARTONS)
+    }
     return ak.zip(fields, depth_limit=1)
 
 
 def momenta_to_targets(momenta: ak.Array) -> np.ndarray:
     """Inverse of :func:`targets_to_momenta`: records of ``Momentum4D`` -> ``(..., 55)``."""
-    cols = []
-    for name in PARTONS:
-        p = momenta[name]
-        for comp in (p.mass, np.log(p.E), p.px, p.py, p.pz):
-            cols.append(np.asarray(ak.to_numpy(comp), dtype=np.float64))
-    return np.stack(cols, axis=-1)
+    cols = [p4_components(momenta[name]) for name in PARTONS]
+    return np.concatenate(cols, axis=-1)

@@ -1,0 +1,191 @@
+"""The ``parton`` level: the paper's 11 hard-process partons × (M, log E, px, py, pz).
+
+Constant multiplicity ``N = 11`` (order :data:`~hepvld.physics.constants.PARTONS`),
+``F = 5`` features (:data:`~hepvld.physics.constants.COMPONENTS`), all-true mask; the flat
+55-vector (flat index ``5 * parton + component``) is ``values.reshape(..., 55)``.
+
+Everything level-specific lives here: building the targets from ``GenPart``
+(:func:`hepvld.physics.parton_targets`), the per-component standardisation (the JSON state
+is :class:`~hepvld.features.TargetPreprocessor`'s, as in every checkpoint so far), draws ->
+records with one ``Momentum4D`` field per parton, the ``Draw_<parton>_<pt|eta|phi|mass>``
+output branches, the mass-shell consistency term and the 99-column evaluation feature
+table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepvld.physics.constants import COMPONENTS, DERIVED, PARTONS, TARGET_DIM
+from hepvld.physics.kinematics import LOG_E_MAX, mass_shell_residual
+from hepvld.targets.base import TargetTensors, register_level
+
+__all__ = ["PARTON", "PartonLevel", "PartonPreprocessing"]
+
+#: Output components of each parton in ``python -m hepvld.unfold`` files.
+OUTPUT_COMPONENTS: tuple[str, ...] = ("pt", "eta", "phi", "mass")
+
+
+class PartonPreprocessing:
+    """Per-component standardisation of ``(..., 11, 5)`` targets (the flat 55-vector's).
+
+    Wraps :class:`~hepvld.features.TargetPreprocessor` on the flat vector, so the JSON
+    state (:meth:`state_dict`) is exactly the one checkpoints have always stored.
+    """
+
+    def __init__(self, state: Mapping[str, Any] | None = None) -> None:
+        from hepvld.features.preprocessing import TargetPreprocessor
+
+        self.flat = (
+            TargetPreprocessor()
+            if state is None
+            else TargetPreprocessor.from_state_dict(dict(state))
+        )
+
+    def fit(
+        self, values: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None
+    ) -> PartonPreprocessing:
+        """Fit on ``values (B, 11, 5)`` (``mask`` is all true), optional ``weights (B,)``."""
+        values = np.asarray(values)
+        self.flat.fit(values.reshape(len(values), TARGET_DIM), weights)
+        return self
+
+    def transform(self, values: Any, mask: Any) -> Any:
+        """Physical ``(..., 11, 5)`` -> standardised ``(..., 11, 5)`` (numpy or torch)."""
+        flat = self.flat.transform(values.reshape(*values.shape[:-2], TARGET_DIM))
+        return flat.reshape(values.shape)
+
+    def inverse_transform(self, values: Any, mask: Any) -> Any:
+        """Standardised ``(..., 11, 5)`` -> physical (numpy or torch)."""
+        flat = self.flat.inverse_transform(values.reshape(*values.shape[:-2], TARGET_DIM))
+        return flat.reshape(values.shape)
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(shift, scale)``, each ``(11, 5)`` float64: ``x = z * scale + shift``."""
+        if self.flat.mean is None or self.flat.scale is None:
+            raise RuntimeError("PartonPreprocessing is not fitted")
+        shape = (len(PARTONS), len(COMPONENTS))
+        return self.flat.mean.reshape(shape), self.flat.scale.reshape(shape)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON state (:meth:`hepvld.features.TargetPreprocessor.state_dict`)."""
+        return self.flat.state_dict()
+
+
+@dataclass(frozen=True)
+class PartonLevel:
+    """The 11-parton, 55-component target level (see the module docstring)."""
+
+    name = "parton"
+
+    #: Parton names, in slot order.
+    names: tuple[str, ...] = PARTONS
+    #: Components per parton, in feature order.
+    components: tuple[str, ...] = COMPONENTS
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(N, F) = (11, 5)``."""
+        return len(self.names), len(self.components)
+
+    @property
+    def dim(self) -> int:
+        """Size of the flat vector, 55."""
+        return TARGET_DIM
+
+    @property
+    def fixed_multiplicity(self) -> bool:
+        return True
+
+    @property
+    def derived(self) -> dict[str, tuple[str, ...]]:
+        """Composite partons and the leaves they are summed from."""
+        return DERIVED
+
+    def options(self) -> dict[str, Any]:
+        return {}
+
+    # -- names and indices -----------------------------------------------------------
+    def index(self, particle: str, component: str) -> int:
+        """Flat index of ``component`` of ``particle`` in the 55-vector."""
+        from hepvld.physics.constants import target_index
+
+        return target_index(particle, component)
+
+    def labels(self) -> list[str]:
+        """``["b_lep/M", "b_lep/logE", ...]``: one label per flat component."""
+        return [f"{p}/{c}" for p in self.names for c in self.components]
+
+    def flat(self, values: Any) -> Any:
+        """``(..., 11, 5)`` -> ``(..., 55)``."""
+        return values.reshape(*values.shape[:-2], TARGET_DIM)
+
+    def unflat(self, x: Any) -> Any:
+        """``(..., 55)`` -> ``(..., 11, 5)``."""
+        if x.shape[-1] != TARGET_DIM:
+            raise ValueError(f"expected last axis {TARGET_DIM}, got {tuple(x.shape)}")
+        return x.reshape(*x.shape[:-1], *self.shape)
+
+    # -- building targets ------------------------------------------------------------
+    def build(self, events: Any, *, on_invalid: str = "raise") -> TargetTensors:
+        """``values (B, 11, 5)`` from ``events.GenPart`` (:func:`hepvld.physics.parton_targets`)."""
+        from hepvld.physics import parton_targets
+
+        if len(events) == 0:
+            return self.empty()
+        x = parton_targets(events, on_invalid=on_invalid)  # type: ignore[arg-type]
+        return TargetTensors(self.unflat(x), np.ones((len(x), len(self.names)), dtype=bool))
+
+    def empty(self) -> TargetTensors:
+        return TargetTensors(
+            np.zeros((0, *self.shape), np.float32), np.zeros((0, len(self.names)), bool)
+        )
+
+    def preprocessing(self, state: Mapping[str, Any] | None = None) -> PartonPreprocessing:
+        return PartonPreprocessing(state)
+
+    # -- draws -> records ------------------------------------------------------------
+    def to_records(self, values: np.ndarray, mask: np.ndarray | None = None) -> ak.Array:
+        """``values (B, ..., 11, 5)`` -> records with one ``Momentum4D`` field per parton,
+        each with the leading shape ``(B, ...)`` (e.g. ``(B, S)`` draws)."""
+        from hepvld.physics import targets_to_momenta
+
+        return targets_to_momenta(self.flat(np.asarray(values)))
+
+    def output_branches(self, records: ak.Array) -> dict[str, ak.Array]:
+        """``{f"{parton}_{pt|eta|phi|mass}": (B, S) float32}`` of :meth:`to_records` output."""
+        return {
+            f"{parton}_{comp}": ak.from_regular(
+                ak.values_astype(getattr(records[parton], comp), np.float32), axis=1
+            )
+            for parton in self.names
+            for comp in OUTPUT_COMPONENTS
+        }
+
+    # -- physics ---------------------------------------------------------------------
+    def consistency(self, values: Any, mask: Any = None, *, scale: float = 1.0) -> Any:
+        """``Σ_partons |M² − (E² − |p|²)|`` of physical ``values (..., 11, 5)``, in units of
+        ``scale²``, ``log E`` clamped at log(13 TeV); shape ``(...)``."""
+        return abs(mass_shell_residual(values, scale=scale, max_log_e=LOG_E_MAX)).sum(-1)
+
+    def feature_table(self, values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """The 99-column table (:func:`hepvld.evaluation.aggregates.feature_table`)."""
+        from hepvld.evaluation.aggregates import feature_table
+
+        return feature_table(self.flat(np.asarray(values)))
+
+
+#: The parton level (no options).
+PARTON = PartonLevel()
+
+
+@register_level("parton")
+def _parton(**options: Any) -> PartonLevel:
+    if options:
+        raise ValueError(f"the parton level has no options {sorted(options)}")
+    return PARTON
