@@ -24,7 +24,7 @@ import numpy as np
 
 from hepvld.data import load_tensors
 from hepvld.io import open_events
-from hepvld.io.synthetic import toy_events, write_root
+from hepvld.testing.synthetic import toy_events, write_root
 
 
 def build_file(path: Path, n_events: int, block: int = 10_000) -> None:

@@ -16,8 +16,8 @@ from hepvld.data import (
     splitmix64,
 )
 from hepvld.io import open_events
-from hepvld.io.synthetic import toy_events, write_root
 from hepvld.physics import decay_chain, target_index
+from hepvld.testing.synthetic import toy_events, write_root
 
 
 @pytest.fixture(scope="module")

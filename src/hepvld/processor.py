@@ -9,7 +9,7 @@ Output of ``process`` (one chunk), merged by coffea with ``+`` over chunks and f
 
     {dataset: {
         "unfolded": {name: Hist(draw, name)},   # each posterior draw filled with genWeight
-        "detector": {name: Hist(name)},         # χ² pseudo-top (hepvld.physics.pseudotop)
+        "detector": {name: Hist(name)},         # χ² pseudo-top (hepvld.features.pseudotop)
         "truth":    {name: Hist(name)},         # hard-process partons (empty without GenPart)
         "cutflow": Cutflow,                     # the hepvld selection, every input event
         "truth_cutflow": Cutflow,               # selected events with a valid truth chain
@@ -227,8 +227,8 @@ class UnfoldingProcessor(processor.ProcessorABC):
     # ------------------------------------------------------------------ internals
     def _process(self, events: Any) -> dict[str, Any]:
         from hepvld.api import unfold
+        from hepvld.features.pseudotop import pseudo_top
         from hepvld.io import open_events
-        from hepvld.physics.pseudotop import pseudo_top
 
         out = self.empty_output()
         events = open_events(events)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hepvld.features import DETECTOR_FEATURES, detector_tensors, select
-from hepvld.io.synthetic import toy_events
+from hepvld.testing.synthetic import toy_events
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import pytest
 
 from hepvld.features import PARTICLE_FEATURES, particle_level_tensors
 from hepvld.io import MissingBranchError
-from hepvld.io.synthetic import toy_events
+from hepvld.testing.synthetic import toy_events
 
 
 def test_particle_level_tensors() -> None:

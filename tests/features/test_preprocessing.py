@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from hepvld.features import DetectorPreprocessor, TargetPreprocessor, detector_tensors, select
-from hepvld.io.synthetic import toy_events
 from hepvld.physics import parton_targets, target_index
+from hepvld.testing.synthetic import toy_events
 
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,7 @@ def test_count_generated_and_no_select(tmp_path: Path) -> None:
         tmp_path / "all.root", 250, seed=3, count="generated", select=False, chunk_size=100, **FAST
     )
     assert summary.n_generated == 250 and summary.n_chunks == 3
-    assert summary.n_written == summary.cutflow.counts[CUTS[1]] == 250
+    assert summary.n_written == summary.cutflow[CUTS[1]] == 250
     assert _arrays(tmp_path / "all.root")["event"].tolist() == list(range(250))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import uproot
 
-from hepvld.generate.selection import CUTS, Cutflow, selection_stage
+from hepvld.generate.selection import CUTS, selection_stage, stage_cutflow
 from hepvld.generate.writer import (
     COLLECTIONS,
     SCALAR_BRANCHES,
@@ -44,11 +44,11 @@ def test_isolation_and_btag_requirements() -> None:
 
 
 def test_cutflow_counts_and_merge() -> None:
-    cutflow = Cutflow.from_stages(np.array([0, 1, 4, 4, 2]))
-    assert list(cutflow.counts.values()) == [5, 4, 3, 2, 2]
-    total = cutflow + Cutflow.from_stages(np.array([4]))
-    assert total.generated == 6 and total.selected == 3
-    assert all(name in total.format() for name in CUTS)
+    cutflow = stage_cutflow(np.array([0, 1, 4, 4, 2]))
+    assert list(cutflow.as_dict().values()) == [5, 4, 3, 2, 2]
+    total = cutflow + stage_cutflow(np.array([4]))
+    assert total.total == 6 and total.passed == 3
+    assert all(name in str(total) for name in CUTS)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 import awkward as ak
 import pytest
 
-from hepvld.io.synthetic import toy_events, write_root
+from hepvld.testing.synthetic import toy_events, write_root
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from hepvld.io import (
     iterate_events,
     open_events,
 )
-from hepvld.io.synthetic import toy_events, write_root
+from hepvld.testing.synthetic import toy_events, write_root
 
 COLLECTIONS = ["Jet", "Electron", "Muon", "MET", "GenPart", "GenJet", "GenDressedLepton", "GenMET"]
 

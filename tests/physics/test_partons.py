@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from hepvld.io import MissingBranchError, TruthError
-from hepvld.io.synthetic import nanoaod_history, toy_events
 from hepvld.physics import (
     PARTONS,
     TARGET_DIM,
@@ -19,6 +18,7 @@ from hepvld.physics import (
     target_index,
     targets_to_momenta,
 )
+from hepvld.testing.synthetic import nanoaod_history, toy_events
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import socket
 from pathlib import Path
@@ -73,12 +74,12 @@ def test_max_time_stops_with_a_checkpoint(tmp_path: Path) -> None:
     assert result.checkpoint is not None and (result.checkpoint / "meta.json").is_file()
 
 
-def test_accepts_objects_with_to_torch_and_checks_sizes(tmp_path: Path) -> None:
-    class Bundle:
-        def to_torch(self) -> dict:
-            return {**toy_data(32), "cutflow": object()}  # non-tensors are dropped
+def test_accepts_dataclasses_drops_non_tensors_and_checks_sizes(tmp_path: Path) -> None:
+    data = toy_data(32)
+    Bundle = dataclasses.make_dataclass("Bundle", [*data, "cutflow"])
+    bundle = Bundle(*data.values(), cutflow=object())  # non-tensors are dropped
 
-    result = train(toy_model(), Bundle(), None, TrainConfig(max_steps=2, **FAST), tmp_path / "a")
+    result = train(toy_model(), bundle, None, TrainConfig(max_steps=2, **FAST), tmp_path / "a")
     assert result.step == 2
     bad = toy_data(32)
     bad["weights"] = bad["weights"][:31]

@@ -12,6 +12,7 @@ point; Delphes: bit 0 of ``Jet.BTag``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 class Cutflow:
     """Ordered event counts (and sums of weights) after each cut.
 
-    Picklable and mergeable with ``+`` (so that coffea can accumulate it over chunks);
-    ``sum(cutflows)`` works too. Cuts with the same name are added; new names are
+    The one cut-flow of hepvld (selection of :func:`select`, the generator's
+    :data:`hepvld.generate.selection.CUTS`, the processor's truth cut-flow). Picklable and
+    mergeable with ``+`` (so that coffea can accumulate it over chunks); ``sum(cutflows)``
+    works too. Cuts with the same name are added; new names are
     appended in order of first appearance.
 
     Attributes
@@ -85,6 +88,24 @@ class Cutflow:
     def passed(self) -> int:
         """Events after all cuts (last entry; 0 if empty)."""
         return self.counts[-1] if self.counts else 0
+
+    @classmethod
+    def from_stages(cls, stage: Any, names: Sequence[str]) -> Cutflow:
+        """Cut-flow of sequential cuts ``names`` from each event's last passed cut.
+
+        ``stage (B,)`` int: index in ``names`` of the last cut an event passes
+        (``stage >= k`` means cuts ``0..k`` passed); weights are the counts.
+        """
+        stage = np.asarray(stage)
+        return cls(
+            list(names),
+            [int(np.count_nonzero(stage >= k)) for k in range(len(names))],
+            [float(np.count_nonzero(stage >= k)) for k in range(len(names))],
+        )
+
+    def as_dict(self) -> dict[str, int]:
+        """``{cut name: events passing}``, in order."""
+        return dict(zip(self.names, self.counts))
 
     def to_dict(self) -> dict[str, list[Any]]:
         """Plain JSON-serialisable dict."""

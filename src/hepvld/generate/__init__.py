@@ -6,7 +6,7 @@ point is :func:`generate`::
     from hepvld.generate import generate
 
     summary = generate("ttbar.root", 10_000, seed=1, workers=4)
-    print(summary.cutflow.format())
+    print(summary.cutflow)
 
 The output schema is documented in ``docs/schema.md``, the detector in
 ``docs/detector.md``. Needs the ``generate`` extra (``pythia8mc``, ``fastjet``); the

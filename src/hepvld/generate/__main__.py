@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-    print(summary.cutflow.format())
+    print(summary.cutflow)
     print(
         f"wrote {summary.n_written} events to {summary.output} in {summary.wall_seconds:.1f} s "
         f"({summary.n_chunks} chunks, {summary.cpu_seconds:.1f} CPU-s: "

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from hepvld.generate.config import PYTHIA_SEED_MAX, GeneratorSettings
 from hepvld.generate.reconstruction import reconstruct
 from hepvld.generate.record import HardProcess, ParticleRecord, hard_process, particle_record
-from hepvld.generate.selection import CUTS, Cutflow, selection_stage
+from hepvld.generate.selection import CUTS, Cutflow, selection_stage, stage_cutflow
 from hepvld.generate.truth import particle_level
 from hepvld.generate.writer import EventWriter
 
@@ -101,10 +101,10 @@ class ChunkResult:
         """Branches of the first ``n_written`` written events and the cut-flow of the
         generated events up to (and including) the last of them."""
         if n_written >= self.n_written:
-            return self.branches, Cutflow.from_stages(self.stage)
+            return self.branches, stage_cutflow(self.stage)
         last = int(np.nonzero(self.written)[0][n_written - 1]) if n_written > 0 else -1
         branches = {name: value[:n_written] for name, value in self.branches.items()}
-        return branches, Cutflow.from_stages(self.stage[: last + 1])
+        return branches, stage_cutflow(self.stage[: last + 1])
 
 
 @dataclass(frozen=True)
@@ -141,7 +141,7 @@ class GenerationSummary:
 
     @property
     def n_generated(self) -> int:
-        return self.cutflow.generated
+        return self.cutflow.total
 
     @property
     def generated_per_cpu_second(self) -> float:
@@ -354,13 +354,11 @@ def generate(
             branches, chunk_cutflow = result.head(need)
             writer.write(branches)
             cutflow, cpu, n_chunks = cutflow + chunk_cutflow, cpu + result.cpu_seconds, n_chunks + 1
-            log.debug("chunk %d: %s", result.index, chunk_cutflow.counts)
+            log.debug("chunk %d: %s", result.index, chunk_cutflow.as_dict())
             if bar is not None:
-                bar.update(
-                    len(branches["event"]) if count == "selected" else chunk_cutflow.generated
-                )
+                bar.update(len(branches["event"]) if count == "selected" else chunk_cutflow.total)
                 bar.set_postfix(
-                    gen_per_s=f"{cutflow.generated / (time.perf_counter() - wall_start):.0f}"
+                    gen_per_s=f"{cutflow.total / (time.perf_counter() - wall_start):.0f}"
                 )
             empty_run = empty_run + 1 if writer.n_written == 0 else 0
             if empty_run >= _MAX_EMPTY_CHUNKS:
@@ -381,7 +379,7 @@ def generate(
         raise
     finally:
         results.close()
-        writer.provenance["cutflow"] = dict(cutflow.counts)
+        writer.provenance["cutflow"] = cutflow.as_dict()
         writer.close(complete=complete)
         if bar is not None:
             bar.close()
@@ -403,7 +401,7 @@ def generate(
         summary.n_generated,
         summary.generated_per_cpu_second,
         summary.written_per_cpu_second,
-        cutflow.format(),
+        str(cutflow),
     )
     return summary
 

@@ -6,13 +6,11 @@ pT > 25 GeV and |η| < 2.5, at least two of them b-tagged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-
 import awkward as ak
 import numpy as np
 from numpy.typing import NDArray
 
+from hepvld.features.selection import Cutflow
 from hepvld.generate import detector
 
 __all__ = [
@@ -24,6 +22,7 @@ __all__ = [
     "MIN_JETS",
     "Cutflow",
     "selection_stage",
+    "stage_cutflow",
 ]
 
 #: Cut names, in order; ``stage == k`` means the first k cuts after "generated" passed.
@@ -41,40 +40,10 @@ MIN_JETS = 4
 MIN_BTAGS = 2
 
 
-@dataclass(frozen=True)
-class Cutflow:
-    """Events surviving each cut of :data:`CUTS` (cumulative counts); merge with ``+``."""
-
-    counts: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(CUTS, 0))
-
-    @classmethod
-    def from_stages(cls, stage: NDArray[np.integer]) -> Cutflow:
-        """Cut-flow of events whose last passed cut is ``stage`` (0 = generated only)."""
-        stage = np.asarray(stage)
-        return cls({name: int(np.count_nonzero(stage >= k)) for k, name in enumerate(CUTS)})
-
-    def __add__(self, other: Cutflow) -> Cutflow:
-        return Cutflow({name: self.counts[name] + other.counts[name] for name in CUTS})
-
-    @property
-    def generated(self) -> int:
-        return self.counts[CUTS[0]]
-
-    @property
-    def selected(self) -> int:
-        return self.counts[CUTS[-1]]
-
-    def format(self) -> str:
-        """A small text table: count, efficiency w.r.t. the previous cut and overall."""
-        lines = [f"{'cut':<26}{'events':>10}{'rel. eff':>10}{'cum. eff':>10}"]
-        previous = first = self.counts[CUTS[0]]
-        for name in CUTS:
-            n = self.counts[name]
-            rel = n / previous if previous else 0.0
-            cum = n / first if first else 0.0
-            lines.append(f"{name:<26}{n:>10d}{rel:>10.3f}{cum:>10.3f}")
-            previous = n
-        return "\n".join(lines)
+def stage_cutflow(stage: NDArray[np.integer]) -> Cutflow:
+    """Cut-flow of :data:`CUTS` of events whose last passed cut is ``stage`` (0 = generated
+    only); a :class:`hepvld.features.selection.Cutflow`, mergeable with ``+``."""
+    return Cutflow.from_stages(stage, CUTS)
 
 
 def selection_stage(

@@ -28,6 +28,7 @@ from hepvld.models.config import ModelConfig
 from hepvld.models.normalization import DetectorNormalizer
 from hepvld.nn import GatedMLP, SetEncoder
 from hepvld.targets import TargetLevel, get_level
+from hepvld.training.batches import Batch
 
 __all__ = [
     "Batch",
@@ -40,10 +41,6 @@ __all__ = [
     "weighted_mean",
 ]
 
-#: A training batch: ``objects (B, N, F)``, ``mask (B, N)``, ``globals (B, G)``,
-#: ``targets (B, K, H)`` (preprocessed), ``target_mask (B, K)`` (optional for a fixed
-#: level), ``weights (B,)``.
-Batch = dict[str, Tensor]
 
 #: Per-step noise of a stochastic sampler for ``S`` draws of ``B`` events:
 #: ``step_noise(step, shape=(B, S, *noise_shape)) -> Tensor``.

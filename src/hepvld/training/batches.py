@@ -26,26 +26,23 @@ __all__ = [
     "take",
 ]
 
-#: A batch: ``objects (B,N,F)``, ``mask (B,N)``, ``globals (B,G)``, ``targets (B,X)``,
-#: ``weights (B,)`` and whatever else the bundle holds, all with leading size ``B``.
+#: A batch: ``objects (B,N,F)``, ``mask (B,N)``, ``globals (B,G)``, ``targets (B,K,H)``
+#: (preprocessed), ``target_mask (B,K)``, ``weights (B,)`` and whatever else the bundle
+#: holds, all with leading size ``B``. The one definition (the models import it).
 Batch = dict[str, Tensor]
 
 
 def as_tensor_dict(data: Any) -> dict[str, Tensor]:
     """Turn event data into ``{name: Tensor (B, ...)}`` sharing one leading size ``B``.
 
-    Accepts a mapping of tensors / numpy arrays, a dataclass of them, or any object with a
-    ``to_torch()`` method returning one of those (e.g. ``hepvld.data.EventTensors``).
-    Entries that are neither tensors nor arrays (a cut-flow, say) are dropped.
+    Accepts a mapping of tensors / numpy arrays or a dataclass of them (e.g. the arrays of
+    :func:`hepvld.data.prepare_data`). Entries that are neither tensors nor arrays (a
+    cut-flow, say) are dropped.
     """
-    if hasattr(data, "to_torch"):
-        data = data.to_torch()
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         data = {f.name: getattr(data, f.name) for f in dataclasses.fields(data)}
     if not isinstance(data, Mapping):
-        raise TypeError(
-            f"training data must be a mapping of tensors or have .to_torch(), got {type(data)}"
-        )
+        raise TypeError(f"training data must be a mapping of tensors, got {type(data)}")
     out = {
         str(k): (v if isinstance(v, Tensor) else torch.from_numpy(np.ascontiguousarray(v)))
         for k, v in data.items()

@@ -169,7 +169,7 @@ def train(
         randomness should come from ``generator`` (or torch's global RNG, e.g. dropout).
     train_data, val_data
         Mappings of tensors with a common leading size ``B`` (``objects``, ``mask``,
-        ``globals``, ``targets``, ``weights``, ...) or objects with ``.to_torch()``;
+        ``globals``, ``targets``, ``weights``, ...) or dataclasses of them;
         ``val_data`` may be ``None``.
     config
         :class:`hepvld.config.TrainConfig`.

@@ -34,7 +34,7 @@ import awkward as ak
 import numpy as np
 import vector
 
-from hepvld.physics.constants import PARTONS
+from hepvld.targets.parton import PARTON
 
 __all__ = ["CHI2_CONSTANTS", "Chi2Constants", "neutrino_pz", "pseudo_top"]
 
@@ -133,8 +133,8 @@ def pseudo_top(
     Returns
     -------
     ak.Array
-        Length ``B``, one ``Momentum4D`` field per name in
-        :data:`hepvld.physics.PARTONS` (the layout of :func:`hepvld.unfold`'s records,
+        Length ``B``, one ``Momentum4D`` field per parton name
+        (``hepvld.targets.PARTON.names``: the layout of :func:`hepvld.unfold`'s records,
         without the draw axis); NaN where the reconstruction is impossible.
     """
     from hepvld.features.selection import good_jets, good_leptons
@@ -161,7 +161,7 @@ def pseudo_top(
     n = len(met_px)
     if n == 0 or len(combos) == 0:
         nan = np.full(n, np.nan)
-        return ak.zip({name: _p4(nan, nan, nan, nan) for name in PARTONS}, depth_limit=1)
+        return ak.zip({name: _p4(nan, nan, nan, nan) for name in PARTON.names}, depth_limit=1)
 
     slot = [tuple(comp[:, combos[:, k]] for comp in j) for k in range(4)]  # 4 x (4 x (B, K))
     bl, bh, q1, q2 = slot
@@ -200,4 +200,4 @@ def pseudo_top(
     p4["t_lep"] = p4["b_lep"] + p4["W_lep"]
     p4["t_had"] = p4["b_had"] + p4["W_had"]
     p4["ttbar"] = p4["t_lep"] + p4["t_had"]
-    return ak.zip({name: p4[name] for name in PARTONS}, depth_limit=1)
+    return ak.zip({name: p4[name] for name in PARTON.names}, depth_limit=1)
