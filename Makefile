@@ -26,10 +26,11 @@ test: setup lint
 test-all: setup
 	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
-# Lint and format check (ruff, configured in pyproject.toml).
+# Lint, format check and type check (ruff and mypy, configured in pyproject.toml).
 lint: setup
 	$(PY) -m ruff check src tests benchmarks analysis examples
 	$(PY) -m ruff format --check src tests benchmarks analysis examples
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache

@@ -35,7 +35,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union, cast
 
 __all__ = [
     "Config",
@@ -131,7 +131,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             _coerce(k, key_tp, f"{where} key"): _coerce(v, val_tp, f"{where}[{k!r}]")
             for k, v in value.items()
         }
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if isinstance(value, Mapping):
@@ -292,8 +292,9 @@ def merge(
     if dataclasses.is_dataclass(defaults) and not isinstance(defaults, type):
         merged = to_dict(defaults)
     elif defaults is not None:
-        _check_nested_keys(cls, defaults, cls.__name__, "defaults")
-        merged = to_dict(dict(defaults))
+        given = cast("Mapping[str, Any]", defaults)
+        _check_nested_keys(cls, given, cls.__name__, "defaults")
+        merged = to_dict(dict(given))
     for source, layer in (("TOML", toml_dict), ("command line", cli_overrides)):
         if layer:
             _check_nested_keys(cls, layer, cls.__name__, source)
@@ -309,7 +310,11 @@ def _check_nested_keys(cls: type, data: Mapping[str, Any], where: str, source: s
     hints = _hints(cls)
     for key, value in data.items():
         inner, _ = _without_none(hints[key])
-        if dataclasses.is_dataclass(inner) and isinstance(value, Mapping):
+        if (
+            isinstance(inner, type)
+            and dataclasses.is_dataclass(inner)
+            and isinstance(value, Mapping)
+        ):
             _check_nested_keys(inner, value, f"{where}.{key}", source)
 
 
@@ -351,7 +356,7 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type, prefix: str) -> None:
             continue
         dest = f"{prefix}.{f.name}" if prefix else f.name
         tp, optional = _without_none(hints[f.name])
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             _add_fields(group, tp, dest)
             continue
         flag = "--" + dest.replace("_", "-")
@@ -390,9 +395,7 @@ def _argparse_type(tp: Any, optional: bool, dest: str) -> dict[str, Any]:
     origin = typing.get_origin(tp)
     out: dict[str, Any] = {}
     if origin is Literal or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
-        choices = (
-            list(typing.get_args(tp)) if origin is Literal else [m.value for m in tp]  # type: ignore[union-attr]
-        )
+        choices = list(typing.get_args(tp)) if origin is Literal else [m.value for m in tp]
         scalar = type(choices[0])
         out["choices"] = choices + ([None] if optional else [])
         out["metavar"] = "{" + ",".join(map(str, choices)) + (",none" if optional else "") + "}"
@@ -434,7 +437,7 @@ def namespace_overrides(args: argparse.Namespace, cls: type, prefix: str = "") -
     for f in dataclasses.fields(cls):
         dest = f"{prefix}.{f.name}" if prefix else f.name
         tp, _ = _without_none(hints[f.name])
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             inner = namespace_overrides(args, tp, dest)
             if inner:
                 out[f.name] = inner

@@ -93,18 +93,18 @@ class EventTensors:
         if not isinstance(idx, slice):
             idx = np.asarray(idx)
 
-        def take(a: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None else np.ascontiguousarray(a[idx])
+        def take(a: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(a[idx])
 
         return replace(
             self,
             objects=take(self.objects),
             mask=take(self.mask),
             globals=take(self.globals),
-            targets=take(self.targets),
+            targets=None if self.targets is None else take(self.targets),
             weights=take(self.weights),
             event=take(self.event),
-            target_mask=take(self.target_mask),
+            target_mask=None if self.target_mask is None else take(self.target_mask),
         )
 
     @staticmethod

@@ -31,11 +31,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from hepvld.models.base import ConditionalGenerator
 
 __all__ = [
     "ExportableSampler",
@@ -71,7 +74,7 @@ class ExportableSampler(nn.Module):
         super().__init__()
         from hepvld.diffusion import SamplerSpec
 
-        self.model = model
+        self.model = cast("ConditionalGenerator", model)
         self.spec = SamplerSpec(sampler, int(steps))  # validates the name
         self.sampler = sampler
         self.steps = int(steps)

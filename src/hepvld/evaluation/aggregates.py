@@ -13,6 +13,8 @@ the feature table; the aggregates are
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import vector
 
@@ -99,13 +101,16 @@ def kinematics_to_targets(k: np.ndarray) -> np.ndarray:
     """
     k = np.asarray(k, dtype=np.float64)
     i = {t: COMPONENT_TYPES.index(t) for t in COMPONENT_TYPES}
-    v = vector.array(
-        {
-            "pt": k[..., i["pT"]],
-            "eta": k[..., i["eta"]],
-            "phi": k[..., i["phi"]],
-            "E": k[..., i["energy"]],
-        }
+    v = cast(
+        vector.MomentumNumpy4D,
+        vector.array(
+            {
+                "pt": k[..., i["pT"]],
+                "eta": k[..., i["eta"]],
+                "phi": k[..., i["phi"]],
+                "E": k[..., i["energy"]],
+            }
+        ),
     )
     with np.errstate(divide="ignore"):
         log_e = np.log(k[..., i["energy"]])

@@ -9,6 +9,7 @@ The per-event weights of a replicate are ``counts * weights``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +178,7 @@ def compare_samples(
     paired: bool = False,
     n_boot: int = DEFAULT_N_BOOT,
     rng: np.random.Generator,
-    **distance_kwargs: object,
+    **distance_kwargs: Any,
 ) -> DistanceResult:
     """Distances on the feature table between two samples of 55-vectors, with bootstrap.
 
@@ -210,7 +211,7 @@ def compare_samples(
     wy = (
         np.ones(m) if reference_weights is None else np.asarray(reference_weights, dtype=np.float64)
     )
-    pairs = PairedSamples(feature_table(test), feature_table(reference), **distance_kwargs)  # type: ignore[arg-type]
+    pairs = PairedSamples(feature_table(test), feature_table(reference), **distance_kwargs)
     values = pairs.compute(wx, wy)
     if n_boot > 0:
         n_events_x = int(event.max()) + 1
@@ -232,7 +233,7 @@ def truth_floor(
     second_weights: np.ndarray | None = None,
     n_boot: int = DEFAULT_N_BOOT,
     rng: np.random.Generator,
-    **distance_kwargs: object,
+    **distance_kwargs: Any,
 ) -> DistanceResult:
     """Truth-vs-truth floor: the same distances between two independent truth samples.
 

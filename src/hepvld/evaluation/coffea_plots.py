@@ -124,7 +124,7 @@ def plot_unfolded(
 
     with style():
         fig = Figure(figsize=(8, 8), layout="constrained")
-        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr]
+        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         if has_truth:
             mplhep.histplot(

@@ -284,6 +284,7 @@ class PairedSamples:
         for a in range(0, r, step):
             b = min(r, a + step)
             # signed, normalised weights in sorted order: their cumsum is F_x - F_y
+            wcat: np.ndarray
             if self._all_finite:  # totals equal in every column: normalise before gathering
                 wcat = np.concatenate(
                     [wx[a:b] * inv_x[a:b, :1], -wy[a:b] * inv_y[a:b, :1]], axis=1

@@ -158,13 +158,16 @@ def plot_distribution(
     b = len(t)
     w = np.ones(b) if weights is None else np.asarray(weights, dtype=np.float64)
     if value_range is None:
-        value_range = tuple(np.nanquantile(t, [0.005, 0.995]))  # type: ignore[assignment]
-        if value_range[1] <= value_range[0]:
-            value_range = (value_range[0] - 0.5, value_range[1] + 0.5)
-    edges = np.linspace(*value_range, bins + 1) if np.isscalar(bins) else np.asarray(bins)
+        lo, hi = (float(q) for q in np.nanquantile(t, [0.005, 0.995]))
+        value_range = (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
+    edges = (
+        np.linspace(*value_range, int(bins) + 1)
+        if isinstance(bins, (int, np.integer))
+        else np.asarray(bins)
+    )
     with style():
         fig = Figure(figsize=(8, 8), layout="constrained")
-        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr]
+        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         ht, et = _hist(t, w, edges)
         ax.stairs(ht, edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth")
@@ -255,8 +258,8 @@ def plot_event_posterior(
                         color=_TRUTH_COLOR,
                         fill=True,
                         alpha=0.3,
-                        label=f"Brute force ($N_{{eff}}$={brute_force.n_eff:.0f})",
-                    )  # type: ignore[union-attr]
+                        label=f"Brute force ($N_{{eff}}$={brute_force.n_eff:.0f})",  # type: ignore[union-attr]
+                    )
             for i, (name, v) in enumerate(model_f.items()):
                 h, _ = np.histogram(v[:, col], bins=edges)
                 if h.sum() > 0:

@@ -250,7 +250,8 @@ def _distance_verdict(name: str, res: DistanceResult, floor: DistanceResult) -> 
             else f"{ratio:.1f}× the floor"
         )
         parts.append(
-            f"Σ{_METRIC_TITLES[metric]} = {format_value(v, e)} vs floor {format_value(f, fe)} ({words})"
+            f"Σ{_METRIC_TITLES[metric]} = {format_value(float(v), float(e))} vs floor "
+            f"{format_value(float(f), float(fe))} ({words})"
         )
     return f"{name}: " + "; ".join(parts) + "."
 
@@ -657,7 +658,7 @@ def write_report(
         )
         per[name] = _per_event(d, truth, w, ref, counts, scale)
         u = pit(d, truth, rngs[4])
-        cov[name] = coverage(d, truth, levels, w, u=u)
+        cov[name] = coverage(d, truth, tuple(levels), w, u=u)
         cov_grid[name] = coverage(d, truth, _COVERAGE_GRID, w, u=u)
         r = np.floor(u * (d.shape[1] + 1)).astype(np.int64)  # the randomised rank of the PIT
         rh[name] = rank_histogram(r, d.shape[1], w)

@@ -147,7 +147,7 @@ def pseudo_top(
     met = events.MET
     met_px = np.asarray(ak.to_numpy(met.pt * np.cos(met.phi)), dtype=np.float64)
     met_py = np.asarray(ak.to_numpy(met.pt * np.sin(met.phi)), dtype=np.float64)
-    nu_pz = neutrino_pz(*lep, met_px, met_py, m_w=c.m_w)
+    nu_pz = neutrino_pz(lep[0], lep[1], lep[2], lep[3], met_px, met_py, m_w=c.m_w)
     nu = (met_px, met_py, nu_pz, np.sqrt(met_px**2 + met_py**2 + nu_pz**2))
 
     jets = events.Jet[good_jets(events)]

@@ -15,7 +15,7 @@ import multiprocessing
 import signal
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from itertools import count as count_from
 from pathlib import Path
@@ -236,7 +236,7 @@ def _ignore_sigint() -> None:  # pragma: no cover - runs in worker processes
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _results(tasks: Iterator[ChunkTask], workers: int) -> Iterator[ChunkResult]:
+def _results(tasks: Iterator[ChunkTask], workers: int) -> Generator[ChunkResult, None, None]:
     """Results in chunk order; with ``workers > 1`` at most ``2 * workers`` chunks in flight.
 
     Closing the iterator (or an exception in the consumer) terminates the pool.
@@ -254,9 +254,9 @@ def _results(tasks: Iterator[ChunkTask], workers: int) -> Iterator[ChunkResult]:
                 break
         while pending:
             result = pending.popleft().get()
-            task = next(tasks, None)
-            if task is not None:
-                pending.append(pool.apply_async(process_chunk, (task,)))
+            following = next(tasks, None)
+            if following is not None:
+                pending.append(pool.apply_async(process_chunk, (following,)))
             yield result
 
 

@@ -451,7 +451,7 @@ def open_events(
         return _from_array(source, schema, branches, on_nonfinite, btag_wp, entry_start, entry_stop)
     paths = resolve_paths(source)
     trees = [_open_tree(p, tree, schema, branches) for p in paths]
-    parts = []
+    parts: list[ak.Array] = []
     try:
         ranges = _ranges([t.tree.num_entries for t in trees], entry_start, entry_stop)
         for t, (lo, hi, offset) in zip(trees, ranges):

@@ -6,9 +6,10 @@ text names it: ``ldm_*`` by LDM, ``flow_*`` by CINN; ``variant`` by the VLD fami
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from hepvld.config import Config, from_dict, to_dict
 
 __all__ = ["PRESETS", "VARIANTS", "ModelConfig", "model_config"]
 
@@ -21,11 +22,13 @@ VARIANTS: dict[str, tuple[bool, bool]] = {
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Config):
     """Hyper-parameters of a latent variational diffusion model.
 
     Defaults are the paper's (Shmakov et al. 2023, appendix B); ``PRESETS["small"]``
-    fits a CPU demo.
+    fits a CPU demo. On the same :class:`hepvld.config.Config` base as ``TrainConfig``:
+    values are coerced and type-checked on construction, then :meth:`validate` checks
+    ranges (a :class:`hepvld.config.ConfigError`, a ``ValueError``, naming the field).
     """
 
     variant: Literal["vld", "uc-vld", "c-vld"] = field(
@@ -118,11 +121,8 @@ class ModelConfig:
         },
     )
 
-    def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(
-                f"ModelConfig.variant={self.variant!r}; choose from {sorted(VARIANTS)}"
-            )
+    def validate(self) -> None:
+        self.check(self.variant in VARIANTS, "variant", f"one of {sorted(VARIANTS)}")
         for name in (
             "dim",
             "latent_dim",
@@ -136,44 +136,19 @@ class ModelConfig:
             "flow_blocks",
             "flow_subnet_blocks",
         ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
-        if self.dim % self.heads:
-            raise ValueError(f"ModelConfig.dim={self.dim} must be divisible by heads={self.heads}")
-        if self.time_embedding_dim % 2:
-            raise ValueError(
-                f"ModelConfig.time_embedding_dim={self.time_embedding_dim} must be even"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"ModelConfig.dropout={self.dropout} must be in [0, 1)")
-        if self.consistency_weight < 0:
-            raise ValueError(f"ModelConfig.consistency_weight={self.consistency_weight} < 0")
-        if not 0.0 <= self.latent_gradient <= 1.0:
-            raise ValueError(
-                f"ModelConfig.latent_gradient={self.latent_gradient} must be in [0, 1]"
-            )
-        if not 0.0 < self.latent_norm_momentum <= 1.0:
-            raise ValueError(
-                f"ModelConfig.latent_norm_momentum={self.latent_norm_momentum} must be in (0, 1]"
-            )
-        if not 0 < self.min_decoder_scale < 1:
-            raise ValueError(
-                f"ModelConfig.min_decoder_scale={self.min_decoder_scale} must be in (0, 1)"
-            )
-        if self.consistency_scale <= 0:
-            raise ValueError(f"ModelConfig.consistency_scale={self.consistency_scale} <= 0")
-        if not isinstance(self.ldm_vae_steps, int) or self.ldm_vae_steps < 0:
-            raise ValueError(
-                f"ModelConfig.ldm_vae_steps must be a non-negative integer, got {self.ldm_vae_steps!r}"
-            )
+            self.check(getattr(self, name) >= 1, name, "a positive integer")
+        self.check(self.dim % self.heads == 0, "dim", f"divisible by heads={self.heads}")
+        self.check(self.time_embedding_dim % 2 == 0, "time_embedding_dim", "even")
+        self.check(0.0 <= self.dropout < 1.0, "dropout", "in [0, 1)")
+        self.check(self.consistency_weight >= 0, "consistency_weight", ">= 0")
+        self.check(0.0 <= self.latent_gradient <= 1.0, "latent_gradient", "in [0, 1]")
+        self.check(0.0 < self.latent_norm_momentum <= 1.0, "latent_norm_momentum", "in (0, 1]")
+        self.check(0 < self.min_decoder_scale < 1, "min_decoder_scale", "in (0, 1)")
+        self.check(self.consistency_scale > 0, "consistency_scale", "> 0")
+        self.check(self.ldm_vae_steps >= 0, "ldm_vae_steps", "a non-negative integer")
         for name in ("ldm_prior_weight", "flow_noise"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ModelConfig.{name}={getattr(self, name)} < 0")
-        if not self.gamma_min < self.gamma_max:
-            raise ValueError(
-                f"ModelConfig.gamma_min={self.gamma_min} must be < gamma_max={self.gamma_max}"
-            )
+            self.check(getattr(self, name) >= 0, name, ">= 0")
+        self.check(self.gamma_min < self.gamma_max, "gamma_min", f"< gamma_max={self.gamma_max}")
 
     @property
     def conditional_encoder(self) -> bool:
@@ -186,17 +161,15 @@ class ModelConfig:
         return VARIANTS[self.variant][1]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict."""
-        return dataclasses.asdict(self)
+        """JSON-serialisable dict (:func:`hepvld.config.to_dict`)."""
+        out: dict[str, Any] = to_dict(self)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown ModelConfig keys: {sorted(unknown)}")
-        return cls(**data)
+        """Inverse of :meth:`to_dict` (:func:`hepvld.config.from_dict`): values validated,
+        unknown keys an error naming them."""
+        return from_dict(cls, data)
 
 
 #: Named presets: ``paper`` (the defaults) and ``small`` (CPU demo, seconds per epoch).

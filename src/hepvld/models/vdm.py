@@ -63,7 +63,8 @@ class VDM(ConditionalGenerator):
         """
         z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
         terms = self.diffusion.terms(self.flat_targets(batch), z_y, generator)
-        return self.loss_dict(sum(terms.values()), terms, batch.get("weights"))
+        total = terms["prior"] + terms["reconstruction"] + terms["diffusion"]
+        return self.loss_dict(total, terms, batch.get("weights"))
 
     def generate(
         self,

@@ -64,6 +64,12 @@ def _scale_gradient(x: Tensor, scale: float) -> Tensor:
     return x.detach() + scale * (x - x.detach())
 
 
+def _given(z_y: Tensor | None) -> Tensor:
+    if z_y is None:
+        raise ValueError("a conditional VAE encoder/decoder needs the condition z_y")
+    return z_y
+
+
 class VLD(ConditionalGenerator):
     """End-to-end latent variational diffusion over a fixed-size target.
 
@@ -77,6 +83,9 @@ class VLD(ConditionalGenerator):
     """
 
     name = "vld"
+    latent_shift: Tensor
+    latent_scale: Tensor
+    latent_updates: Tensor
 
     def __init__(self, config: ModelConfig, io: ModelIO) -> None:
         super().__init__(config, io, noise_shape=(config.latent_dim,))
@@ -116,7 +125,7 @@ class VLD(ConditionalGenerator):
 
         ``z_y (B, C)`` is only read by a conditional encoder (may be None otherwise).
         """
-        inputs = torch.cat([x, z_y], -1) if self.config.conditional_encoder else x
+        inputs = torch.cat([x, _given(z_y)], -1) if self.config.conditional_encoder else x
         mean, log_std = self.vae_encoder(inputs).chunk(2, dim=-1)
         mean = math.sqrt(mean.shape[-1]) * nn.functional.normalize(mean, dim=-1)
         # Offset so that an initial encoder's spread matches p(z_x | z_0), whose log std
@@ -125,7 +134,7 @@ class VLD(ConditionalGenerator):
 
     def decode(self, z_x: Tensor, z_y: Tensor | None) -> Tensor:
         """Deterministic VAE decoder: ``z_x (B, D)`` (, ``z_y (B, C)``) -> preprocessed targets ``(B, X)``."""
-        inputs = torch.cat([z_x, z_y], -1) if self.config.conditional_decoder else z_x
+        inputs = torch.cat([z_x, _given(z_y)], -1) if self.config.conditional_decoder else z_x
         return self.vae_decoder(inputs)
 
     def latent_statistics(self, mean: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -13,7 +13,7 @@ is one small function that works on numpy arrays, torch tensors and awkward arra
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import awkward as ak
 import numpy as np
@@ -88,14 +88,18 @@ def p4_ptetaphim(
     pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray
 ) -> vector.MomentumNumpy4D:
     """Four-momenta (float64) from ``(pT, η, φ, M)`` arrays of any common shape ``(...)``."""
-    return vector.array(
-        {
-            "pt": np.asarray(pt, dtype=np.float64),
-            "eta": np.asarray(eta, dtype=np.float64),
-            "phi": np.asarray(phi, dtype=np.float64),
-            "mass": np.asarray(mass, dtype=np.float64),
-        }
+    p4 = cast(
+        vector.MomentumNumpy4D,
+        vector.array(
+            {
+                "pt": np.asarray(pt, dtype=np.float64),
+                "eta": np.asarray(eta, dtype=np.float64),
+                "phi": np.asarray(phi, dtype=np.float64),
+                "mass": np.asarray(mass, dtype=np.float64),
+            }
+        ),
     )
+    return p4
 
 
 def p4_components(p4: Any) -> np.ndarray:

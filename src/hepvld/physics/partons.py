@@ -239,7 +239,7 @@ def parton_momenta(
     _report(chain, on_invalid)
     p4 = {name: p4_ptetaphim(*chain.leaves[name].T) for name in DECAY_PRODUCTS}
     for name, parts in DERIVED.items():
-        total = p4[parts[0]]
+        total: Any = p4[parts[0]]
         for part in parts[1:]:
             total = total + p4[part]
         p4[name] = total

@@ -54,8 +54,8 @@ def _two_body(
     phi = rng.uniform(-np.pi, np.pi, len(M))
     sin = np.sqrt(1 - cos**2)
     d = np.stack([p * sin * np.cos(phi), p * sin * np.sin(phi), p * cos], axis=-1)
-    a = vector.array({"px": d[:, 0], "py": d[:, 1], "pz": d[:, 2], "mass": m1})
-    b = vector.array({"px": -d[:, 0], "py": -d[:, 1], "pz": -d[:, 2], "mass": m2})
+    a: Any = vector.array({"px": d[:, 0], "py": d[:, 1], "pz": d[:, 2], "mass": m1})
+    b: Any = vector.array({"px": -d[:, 0], "py": -d[:, 1], "pz": -d[:, 2], "mass": m2})
     return a.boost_p4(parent), b.boost_p4(parent)
 
 

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -82,7 +82,7 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain module inside ``DistributedDataParallel`` and/or ``torch.compile`` wrappers."""
     while True:
         if hasattr(model, "_orig_mod"):  # torch.compile
-            model = model._orig_mod
+            model = cast(nn.Module, model._orig_mod)
         elif isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
         else:

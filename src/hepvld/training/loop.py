@@ -24,10 +24,10 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.distributed as dist
@@ -94,19 +94,20 @@ class LossModule(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.takes_generator = "generator" in inspect.signature(model.loss).parameters
+        self.loss_fn: Callable[..., Any] = getattr(model, "loss")  # noqa: B009 (typed access)
+        self.takes_generator = "generator" in inspect.signature(self.loss_fn).parameters
 
     def forward(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         terms = (
-            self.model.loss(batch, generator=generator)
+            self.loss_fn(batch, generator=generator)
             if self.takes_generator
-            else self.model.loss(batch)
+            else self.loss_fn(batch)
         )
         if not isinstance(terms, Mapping) or "loss" not in terms:
             raise TypeError(
                 f"{type(self.model).__name__}.loss must return a dict with key 'loss', got {type(terms)}"
             )
-        return terms
+        return dict(terms)
 
 
 @torch.no_grad()
@@ -224,7 +225,7 @@ def train(
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         net: nn.Module = LossModule(model)
         if config.compile:
-            net = torch.compile(net)
+            net = cast(nn.Module, torch.compile(net))
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
@@ -238,6 +239,8 @@ def train(
             if ckpt.ema_state is not None:
                 ema.module.load_state_dict(ckpt.ema_state)
                 ema.num_updates = int(ckpt.meta["ema_updates"])
+            if ckpt.optimizer_state is None or ckpt.scheduler_state is None:
+                raise ValueError(f"{ckpt.path}: no optimiser/scheduler state to resume from")
             optimizer.load_state_dict(ckpt.optimizer_state)
             scheduler.load_state_dict(ckpt.scheduler_state)
             if ckpt.scaler_state:

@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +134,7 @@ class MetricsLogger:
         os.replace(tmp, self.path)
 
 
-def plot_losses(rows: list[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+def plot_losses(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
     """Loss curves from metric rows to a PNG (matplotlib OO API, Agg; skipped without it)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
