@@ -98,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     from hepvld.models.rebuild import rebuild_model
-    from hepvld.targets import level_from_meta
+    from hepvld.models.registry import family_level
+    from hepvld.targets import get_level, level_from_meta
     from hepvld.training import train
     from hepvld.training.checkpoint import load_checkpoint
 
@@ -110,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
             )
         model_cfg = type(model_cfg).from_dict(saved["model_config"])
-    level = level_from_meta(saved or {})
+    level = level_from_meta(saved) if saved else get_level(family_level(args.model))
     try:
         train_data, val_data, prep = prepare_data(
             args.files,

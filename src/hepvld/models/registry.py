@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from hepvld.models.base import ModelIO
     from hepvld.targets import TargetLevel
 
-__all__ = ["MODELS", "ModelFactory", "build_model", "register"]
+__all__ = ["MODELS", "ModelFactory", "build_model", "family_level", "register"]
 
 
 class ModelFactory(Protocol):
@@ -28,18 +28,30 @@ class ModelFactory(Protocol):
 
 #: Registered model names -> factories.
 MODELS: dict[str, ModelFactory] = {}
+#: Registered model names -> the target level a new run of the family unfolds to.
+LEVEL_OF: dict[str, str] = {}
 
 
-def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator registering a model factory under ``name``."""
+def register(name: str, *, level: str = "parton") -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator registering a model factory under ``name``; ``level`` is the target
+    level (:mod:`hepvld.targets`) a new training run of this family uses."""
 
     def wrap(factory: ModelFactory) -> ModelFactory:
         if name in MODELS:
             raise ValueError(f"model {name!r} is registered twice")
         MODELS[name] = factory
+        LEVEL_OF[name] = level
         return factory
 
     return wrap
+
+
+def family_level(name: str) -> str:
+    """The target level a new run of the registered family ``name`` trains on."""
+    try:
+        return LEVEL_OF[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; registered: {sorted(MODELS)}") from None
 
 
 def build_model(
