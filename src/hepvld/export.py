@@ -223,7 +223,9 @@ def _make_torch_wrapper() -> type:
                 raise ValueError("VLDTorchWrapper needs a program exported with physical=True")
             self.n_samples, self.seed = int(n_samples), int(seed)
             self.max_jets = int(meta["max_jets"])
-            self.noise_shape = tuple(int(n) for n in meta["noise_shape"])
+            # programs exported before noise_shape existed store noise_dim
+            shape = meta["noise_shape"] if "noise_shape" in meta else [meta["noise_dim"]]
+            self.noise_shape = tuple(int(n) for n in shape)
 
         def validate_numpy_input(self, *args: np.ndarray, **kwargs: np.ndarray) -> None:
             objects, mask, glob, noise = args
