@@ -9,7 +9,7 @@ Output of ``process`` (one chunk), merged by coffea with ``+`` over chunks and f
 
     {dataset: {
         "unfolded": {name: Hist(draw, name)},   # each posterior draw filled with genWeight
-        "detector": {name: Hist(name)},         # χ² pseudo-top (hepvld.features.pseudotop)
+        "detector": {name: Hist(name)},         # level.detector_records: χ² pseudo-top
         "truth":    {name: Hist(name)},         # hard-process partons (empty without GenPart)
         "cutflow": Cutflow,                     # the hepvld selection, every input event
         "truth_cutflow": Cutflow,               # selected events with a valid truth chain
@@ -227,7 +227,6 @@ class UnfoldingProcessor(processor.ProcessorABC):
     # ------------------------------------------------------------------ internals
     def _process(self, events: Any) -> dict[str, Any]:
         from hepvld.api import unfold
-        from hepvld.features.pseudotop import pseudo_top
         from hepvld.io import open_events
 
         out = self.empty_output()
@@ -252,7 +251,7 @@ class UnfoldingProcessor(processor.ProcessorABC):
 
         draw = np.broadcast_to(np.arange(s), (n, s)).ravel()
         draw_weights = np.repeat(weights, s)
-        detector = pseudo_top(events)
+        detector = model.level.detector_records(events)
         for o in self.observables:
             out["unfolded"][o.name].fill(
                 draw, evaluate(o, unfolded).reshape(n * s), weight=draw_weights

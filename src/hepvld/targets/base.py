@@ -147,6 +147,11 @@ class TargetLevel(Protocol):
         ``vector`` ``Momentum4D`` (length ``B``): named fields or jagged lists."""
         ...
 
+    def detector_records(self, events: Any) -> ak.Array:
+        """The detector-level analogue of :meth:`to_records` for ``B`` selected events
+        (length ``B``, same fields), so observables are filled at detector level too."""
+        ...
+
     def output_branches(self, records: ak.Array) -> dict[str, ak.Array]:
         """Flat ``{name: (B, S) values}`` written by ``python -m hepvld.unfold`` (``Draw_<name>``)."""
         ...

@@ -157,6 +157,13 @@ class PartonLevel:
 
         return targets_to_momenta(self.flat(np.asarray(values)))
 
+    def detector_records(self, events: Any) -> ak.Array:
+        """χ² pseudo-top partons of the detector objects
+        (:func:`hepvld.features.pseudotop.pseudo_top`), one ``Momentum4D`` per parton."""
+        from hepvld.features.pseudotop import pseudo_top
+
+        return pseudo_top(events)
+
     def output_branches(self, records: ak.Array) -> dict[str, ak.Array]:
         """``{f"{parton}_{pt|eta|phi|mass}": (B, S) float32}`` of :meth:`to_records` output."""
         return {
