@@ -161,7 +161,7 @@ def plot_unfolded(
     if density:
         width = np.diff(edges)
         keys = [k for k in ("mean", "detector", "truth") if k in s]
-        totals = {k: s[k].sum() for k in keys}
+        totals: dict[str, float] = {k: float(s[k].sum()) for k in keys}
         for key in list(s):
             if key == "edges":
                 continue
@@ -178,7 +178,7 @@ def plot_unfolded(
 
     with style():
         fig = Figure(figsize=(8, 8), layout="constrained")
-        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr]
+        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         ratios = []
         if has_truth:

@@ -82,7 +82,7 @@ def label(ax: Axes, text: str = "Simulation", **kwargs: object) -> None:
     """
     import mplhep
 
-    mplhep.label.exp_label(exp="hepvld", llabel=text, loc=0, ax=ax, **kwargs)  # type: ignore[arg-type]
+    mplhep.label.exp_label(exp="hepvld", llabel=text, loc=0, ax=ax, **kwargs)
 
 
 def ratio_limits(
@@ -94,7 +94,9 @@ def ratio_limits(
     nearly empty bins), widened to include 1, then by ``margin`` of the span on each
     side; never below 0 and at least ±0.1 around 1.
     """
-    pool = np.concatenate([np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [[1.0]])
+    pool = np.concatenate(
+        [np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [np.ones(1)]
+    )
     pool = pool[np.isfinite(pool)]
     lo, hi = np.quantile(pool, quantiles) if len(pool) else (1.0, 1.0)
     lo, hi = min(float(lo), 1.0), max(float(hi), 1.0)

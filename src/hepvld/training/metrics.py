@@ -156,13 +156,14 @@ def plot_losses(rows: list[Mapping[str, Any]], path: str | os.PathLike[str]) -> 
 
         from hepvld.evaluation.plots import label, style
 
-        context, add_label = style(), label
+        context: contextlib.AbstractContextManager[None] = style()
+        add_label: Any = label
     except ImportError:
         context, add_label = contextlib.nullcontext(), None
     with context:
         fig = Figure(figsize=(8, 8), layout="constrained")
         FigureCanvasAgg(fig)
-        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr]
+        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
         ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
         values = []
         for split, style_, name in (("train", "-", "Training"), ("val", "o-", "Validation (EMA)")):
