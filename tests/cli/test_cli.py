@@ -65,7 +65,9 @@ def test_python_m_shims_and_dispatcher_run_the_cli_modules() -> None:
     assert typo.returncode == 2 and "did you mean 'train'" in typo.stderr
 
 
-@pytest.mark.parametrize("module", ["hepvld.train", "hepvld.evaluate", "hepvld.demo"])
+@pytest.mark.parametrize(
+    "module", ["hepvld.train", "hepvld.evaluate", "hepvld.demo", "hepvld.generate"]
+)
 def test_library_modules_still_run_their_cli(module: str) -> None:
     out = _python_m(module, "--help")
     assert out.returncode == 0, out.stderr
@@ -236,3 +238,19 @@ def test_a_real_process_prints_one_message(tmp_path: Path) -> None:
         done.stderr.splitlines()[0]
         == f"hepvld train: error: input file {str(missing)!r} does not exist"
     )
+
+
+def test_demo_says_how_many_steps_ran_and_why_it_stopped() -> None:
+    from hepvld.cli.demo import _training_line
+
+    done = _training_line(1500, 1500, None, reused=False)
+    assert done == "1500 of 1500 optimiser steps: completed the step budget"
+    cut = _training_line(314, 1500, 420.0, reused=False)
+    assert cut.startswith("314 of 1500 optimiser steps: stopped early by the --train-time=420 s")
+    assert "NOT the README's result" in cut
+    assert "reused" in _training_line(1500, 1500, None, reused=True)
+
+
+def test_demo_has_no_wall_time_cap_by_default() -> None:
+    args = demo.build_parser().parse_args([])
+    assert args.train_time is None and args.train_steps == 1500 and args.threads == 1
