@@ -47,10 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
     from coffea import processor, util
-    from coffea.nanoevents import NanoAODSchema
 
     from hepvld.evaluation.coffea_plots import plot_unfolded
     from hepvld.evaluation.plots import save_figure
+    from hepvld.nanoevents import HepvldSchema
     from hepvld.observables import DEFAULT_OBSERVABLES
     from hepvld.processor import UnfoldingProcessor
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.executor == "iterative"
         else processor.FuturesExecutor(workers=args.workers, status=False)
     )
-    runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=args.chunksize)
+    runner = processor.Runner(executor=executor, schema=HepvldSchema, chunksize=args.chunksize)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # hepvld files carry no NanoAOD cross-reference index branches (docs/schema.md)

@@ -35,8 +35,8 @@ log = logging.getLogger("coffea_executors")
 
 def make_toy(workdir: Path) -> tuple[list[str], str]:
     """Two generated files and a tiny model trained on the first one."""
+    from hepvld.cli.train import main as train_main
     from hepvld.generate import generate
-    from hepvld.train import main as train_main
 
     files = []
     for i, seed in enumerate((1, 2)):
@@ -44,7 +44,7 @@ def make_toy(workdir: Path) -> tuple[list[str], str]:
         generate(path, 200, seed=seed, mpi=False, chunk_size=1000, progress=False)
         files.append(str(path))
     run = workdir / "run"
-    train_main(
+    rc = train_main(
         [
             files[0],
             "--run-dir",
@@ -59,6 +59,7 @@ def make_toy(workdir: Path) -> tuple[list[str], str]:
             "5",
         ]
     )
+    assert rc == 0
     return files, str(run)
 
 
@@ -82,9 +83,10 @@ def run(
 ) -> tuple[dict, float]:
     """Run ``proc`` over ``fileset`` with ``executor``; returns ``(output, seconds)``."""
     from coffea import processor
-    from coffea.nanoevents import NanoAODSchema
 
-    runner = processor.Runner(executor=executor, schema=NanoAODSchema, chunksize=chunksize)
+    from hepvld.nanoevents import HepvldSchema
+
+    runner = processor.Runner(executor=executor, schema=HepvldSchema, chunksize=chunksize)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.filterwarnings(

@@ -28,10 +28,10 @@ def tiny_root_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_run_dir(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run directory holding a ``tiny``-preset VLD trained for one epoch on
     :func:`tiny_root_file` (about a second). Shapes and plumbing only: not a good model."""
-    from hepvld.train import main
+    from hepvld.cli.train import main
 
     run_dir = tmp_path_factory.mktemp("runs") / "vld"
-    main(
+    rc = main(
         [
             str(tiny_root_file),
             "--run-dir",
@@ -48,4 +48,5 @@ def tiny_run_dir(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory)
             "cpu",
         ]
     )
+    assert rc == 0
     return run_dir

@@ -46,7 +46,7 @@ class _TagBalance(HTMLParser):
 @pytest.fixture(scope="module")
 def tiny_run(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ``tiny`` VLD trained for a few steps on the tiny file."""
-    from hepvld.train import main as train_main
+    from hepvld.cli.train import main as train_main
 
     run = tmp_path_factory.mktemp("evaluate") / "run"
     rc = train_main(
@@ -71,9 +71,9 @@ def tiny_run(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
-    from hepvld.evaluate import _parser
+    from hepvld.cli.evaluate import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     for action in parser._actions:
         assert action.help, f"option {action.option_strings} has no help"
     with pytest.raises(SystemExit) as exc:
@@ -98,7 +98,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
 def test_evaluate_writes_report(
     tiny_root_file: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hepvld.evaluate import main
+    from hepvld.cli.evaluate import main
 
     out = tmp_path / "report"
     rc = main(
@@ -167,7 +167,8 @@ def test_evaluate_test_split_without_training_files(
     tiny_root_file: Path, tiny_run: Path, tmp_path: Path
 ) -> None:
     """Default test split; with --no-train-truth the floor falls back to halves."""
-    from hepvld.evaluate import load_evaluation_data, main
+    from hepvld.cli.evaluate import main
+    from hepvld.evaluate import load_evaluation_data
 
     data = load_evaluation_data(
         [tiny_root_file], split="test", fractions=(0.8, 0.1, 0.1), max_jets=20

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def checkpoint(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny model trained for a few steps on the tiny file (seconds)."""
-    from hepvld.train import main as train_main
+    from hepvld.cli.train import main as train_main
 
     run = tmp_path_factory.mktemp("processor") / "run"
-    train_main(
+    rc = train_main(
         [
             str(tiny_root_file),
             "--run-dir",
@@ -47,6 +47,7 @@ def checkpoint(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -
             "5",
         ]
     )
+    assert rc == 0
     return str(run)
 
 

@@ -342,7 +342,12 @@ def add_dataclass_arguments(
 
     Parsed values are absent from the namespace unless given (``argparse.SUPPRESS``), so
     :func:`namespace_overrides` returns exactly what the user typed, ready for :func:`merge`.
+    The parser's ``allow_abbrev`` is switched off: a misspelt option is an error, never a
+    silent prefix match.
     """
+    # Abbreviations would let ``--train.max-step 10`` pass for ``--train.max-steps``; with
+    # this many similar long options they are never safe.
+    parser.allow_abbrev = False
     doc = (cls.__doc__ or "").strip().splitlines()
     group = parser.add_argument_group(prefix or cls.__name__, doc[0] if doc else None)
     _add_fields(group, cls, prefix)
@@ -362,7 +367,16 @@ def _add_fields(group: argparse._ArgumentGroup, cls: type, prefix: str) -> None:
         flag = "--" + dest.replace("_", "-")
         default = _field_default(f)
         help_text = f.metadata.get("help", "")
-        if default is not dataclasses.MISSING:
+        if tp is bool and isinstance(default, bool):
+            # "(default: True)" beside --x/--no-x reads as "off"; say which flag does what.
+            negative = "--no-" + flag[2:]
+            state = (
+                f"on by default; {negative} turns it off"
+                if default
+                else f"off by default; {flag} turns it on"
+            )
+            help_text = f"{help_text} ({state})" if help_text else state
+        elif default is not dataclasses.MISSING:
             shown = _show(to_dict(default))
             help_text = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
         kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": help_text}

@@ -14,8 +14,8 @@ import uproot
 pytest.importorskip("pythia8mc")
 pytest.importorskip("fastjet")
 
+from hepvld.cli.generate import main
 from hepvld.generate import CUTS, generate, runner
-from hepvld.generate.__main__ import main
 from hepvld.generate.writer import COLLECTIONS, PROVENANCE_KEY, SCALAR_BRANCHES, TREE_NAME
 
 pytestmark = pytest.mark.generate

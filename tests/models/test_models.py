@@ -216,10 +216,10 @@ def test_ldm_switches_stage_by_step_and_resumes_exactly(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_train_cli_load_and_unfold(name: str, tiny_root_file: Path, tmp_path: Path) -> None:
-    from hepvld.train import main as train_main
+    from hepvld.cli.train import main as train_main
 
     run = tmp_path / name
-    train_main(
+    rc = train_main(
         [
             str(tiny_root_file),
             "--model",
@@ -238,6 +238,7 @@ def test_train_cli_load_and_unfold(name: str, tiny_root_file: Path, tmp_path: Pa
             "cpu",
         ]
     )
+    assert rc == 0
     um = hepvld.load(run)
     assert um.name == name and type(um.model).__name__ == type(make_model(name)).__name__
     events = open_events(tiny_root_file)

@@ -188,8 +188,10 @@ def rank_histogram(
         ``S``.
     weights : ndarray, shape (B,), optional
     n_bins : int, optional
-        Number of bins ``K <= S + 1``; default ``min(S + 1, 20, max(2, B // 20))`` so that
-        each bin expects at least ~20 events where possible.
+        Number of bins ``K <= S + 1``; default: the largest divisor of ``S + 1`` between
+        half of and ``min(S + 1, 20, max(2, B // 20))`` (equal ranks per bin; each bin
+        expects at least ~20 events where possible), else that bound (bins of unequal
+        width; ``expected`` is per bin, proportional to its width).
 
     Returns
     -------
@@ -199,7 +201,11 @@ def rank_histogram(
     b, x = rank.shape
     n_vals = n_draws + 1
     if n_bins is None:
-        n_bins = int(min(n_vals, 20, max(2, b // 20)))
+        cap = int(min(n_vals, 20, max(2, b // 20)))
+        # Prefer a bin count that divides the S + 1 rank values (every bin then holds the
+        # same number of ranks: 33 ranks -> 11 bins of 3, not 20 bins of 1 or 2).
+        even = [k for k in range(cap, (cap + 1) // 2 - 1, -1) if n_vals % k == 0]
+        n_bins = even[0] if even else cap
     n_bins = int(min(n_bins, n_vals))
     edges = np.round(np.linspace(0, n_vals, n_bins + 1)).astype(np.int64)
     which = np.searchsorted(edges, rank, side="right") - 1  # (B, X)

@@ -27,12 +27,14 @@ from hepvld.targets.parton import PARTON
 
 __all__ = [
     "figure_to_base64",
+    "label",
     "plot_composite_masses",
     "plot_coverage",
     "plot_distribution",
     "plot_event_posterior",
     "plot_mass_shell",
     "plot_rank_histograms",
+    "ratio_limits",
     "save_figure",
     "style",
 ]
@@ -73,22 +75,46 @@ def style() -> Iterator[None]:
         yield
 
 
-def _label(ax: Axes, text: str = "Simulation") -> None:
-    ax.text(
-        0.0,
-        1.01,
-        r"$\bf{hepvld}$ " + f"$\\it{{{text}}}$",
-        transform=ax.transAxes,
-        ha="left",
-        va="bottom",
-        fontsize="medium",
+def label(ax: Axes, text: str = "Simulation", **kwargs: object) -> None:
+    """The experiment label (bold "hepvld", italic ``text``, "(13 TeV)" on the right).
+
+    Uses mplhep's label API, which places and spaces the parts itself, so they never
+    overlap; keyword arguments go to :func:`mplhep.label.exp_label` (e.g. ``lumi``).
+    """
+    import mplhep
+
+    mplhep.label.exp_label(exp="hepvld", llabel=text, loc=0, ax=ax, **kwargs)
+
+
+def ratio_limits(
+    *curves: np.ndarray, quantiles: tuple[float, float] = (0.02, 0.98), margin: float = 0.15
+) -> tuple[float, float]:
+    """y-limits of a ratio panel chosen from the plotted ratios.
+
+    The ``quantiles`` of the finite values of all ``curves`` (robust to a few empty or
+    nearly empty bins), widened to include 1, then by ``margin`` of the span on each
+    side; never below 0 and at least ±0.1 around 1.
+    """
+    pool = np.concatenate(
+        [np.ravel(np.asarray(c, dtype=np.float64)) for c in curves] or [np.ones(1)]
     )
+    pool = pool[np.isfinite(pool)]
+    lo, hi = np.quantile(pool, quantiles) if len(pool) else (1.0, 1.0)
+    lo, hi = min(float(lo), 1.0), max(float(hi), 1.0)
+    span = max(hi - lo, 0.2)
+    lo, hi = lo - margin * span, hi + margin * span
+    return max(lo, 0.0), hi
+
+
+def particle_tex(particle: str) -> str:
+    """TeX of a parton name without ``$`` (``t_had`` -> ``t_{had}``)."""
+    name = particle.replace("_", r"_{") + ("}" if "_" in particle else "")
+    return name.replace("ttbar", r"t\bar{t}").replace("nu", r"\nu")
 
 
 def axis_label(particle: str, kind: str) -> str:
     """Axis label such as ``$p_T(t_{had})$ [GeV]``."""
-    name = particle.replace("_", r"_{") + ("}" if "_" in particle else "")
-    name = name.replace("ttbar", r"t\bar{t}").replace("nu", r"\nu")
+    name = particle_tex(particle)
     unit = _UNITS.get(kind, "")
     return f"${_SYMBOL.get(kind, kind)}({name})$" + (f" [{unit}]" if unit else "")
 
@@ -125,7 +151,7 @@ def plot_distribution(
     bins: int | np.ndarray = 50,
     value_range: tuple[float, float] | None = None,
     use: str = "first",
-    ratio_range: tuple[float, float] = (0.5, 1.5),
+    ratio_range: tuple[float, float] | None = None,
 ) -> tuple[Figure, tuple[Axes, Axes]]:
     """Global distribution of one feature, models overlaid, with a ratio-to-truth panel.
 
@@ -144,14 +170,16 @@ def plot_distribution(
         Default: the 0.5–99.5 % quantiles of the truth.
     use : {"first", "all"}
         One draw per event or all draws (weight w/S).
-    ratio_range : (float, float)
-        y-limits of the ratio panel.
+    ratio_range : (float, float), optional
+        y-limits of the ratio panel; default: from the plotted ratios
+        (:func:`ratio_limits`).
 
     Returns
     -------
     fig : Figure
     (ax, ax_ratio) : Axes
-        Distributions are normalised to unit area; bands are ±1σ statistical.
+        Distributions are normalised to unit area; model bands are ±1σ statistical; the
+        truth's ±1σ is the grey band around 1 in the ratio panel.
     """
     col = feature_index(particle, kind)
     t = feature_table(truth)[:, col]
@@ -170,11 +198,11 @@ def plot_distribution(
         fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
         ax, rax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": (3, 1)})
         ht, et = _hist(t, w, edges)
-        ax.stairs(ht, edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth")
-        _band(ax, edges, ht - et, ht + et, _TRUTH_COLOR)
+        ax.stairs(ht, edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, linewidth=0, label="Truth")
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(ht > 0, et / ht, 0.0)
         _band(rax, edges, 1 - rel, 1 + rel, _TRUTH_COLOR)
+        ratios = []
         for i, (name, draws) in enumerate(draws_by_model.items()):
             color = f"C{i}"
             d = np.asarray(draws)
@@ -191,15 +219,16 @@ def plot_distribution(
                 re = np.where(ht > 0, em / ht, np.nan)
             rax.stairs(r, edges, color=color, linewidth=1.8)
             _band(rax, edges, r - re, r + re, color)
+            ratios.append(r)
         rax.axhline(1.0, color="k", linewidth=0.8, linestyle="--")
-        rax.set_ylim(*ratio_range)
+        rax.set_ylim(*(ratio_range or ratio_limits(*ratios)))
         rax.set_ylabel("Model / truth")
         rax.set_xlabel(axis_label(particle, kind))
         ax.set_ylabel("Normalised density")
         ax.set_xlim(edges[0], edges[-1])
         ax.set_ylim(bottom=0)
         ax.legend(loc="best")
-        _label(ax)
+        label(ax)
     return fig, (ax, rax)
 
 
@@ -317,7 +346,7 @@ def plot_coverage(
         ax.set_xlabel("Nominal level of the central interval")
         ax.set_ylabel("Observed coverage")
         ax.legend(loc="upper left")
-        _label(ax)
+        label(ax)
     return fig, ax
 
 
@@ -343,24 +372,33 @@ def plot_rank_histograms(
     n = len(components)
     ncols = min(4, n)
     nrows = -(-n // ncols)
+    width = np.diff(hist.edges).astype(np.float64)  # rank values per bin
     with style():
         fig = Figure(figsize=(5 * ncols, 4 * nrows), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for ax, c in zip(axes.flat, components, strict=False):
-            e = hist.expected[c]
-            ax.fill_between(
+            # Per rank value: bins holding 1 or 2 ranks (33 ranks in 20 bins) compare
+            # directly, and the uniform expectation is flat.
+            e = hist.expected[c] / width
+            sigma = np.sqrt(hist.expected[c]) / width
+            ax.stairs(
+                e + sigma,
                 hist.edges,
-                np.append(e - np.sqrt(e), e[-1] - np.sqrt(e[-1])),
-                np.append(e + np.sqrt(e), e[-1] + np.sqrt(e[-1])),
-                step="post",
+                baseline=e - sigma,
+                fill=True,
                 color="0.7",
                 alpha=0.6,
                 linewidth=0,
+                label=r"uniform $\pm 1\sigma$",
             )
-            ax.stairs(hist.counts[c], hist.edges, color="C0", linewidth=1.8)
+            ax.stairs(e, hist.edges, color="0.4", linewidth=1.0, linestyle="--")
+            ax.stairs(hist.counts[c] / width, hist.edges, color="C0", linewidth=1.8, label="model")
             ax.set_title(f"{labels[c]}  p={hist.pvalue[c]:.2g}", fontsize="small")
-            ax.set_xlabel("Rank of truth")
+            ax.set_xlabel("Rank of truth among the draws", fontsize="small")
+            ax.set_ylabel("Events per rank value", fontsize="small")
+            ax.set_xlim(hist.edges[0], hist.edges[-1])
             ax.set_ylim(bottom=0)
+        axes.flat[0].legend(fontsize="x-small", loc="lower center")
         for ax in list(axes.flat)[n:]:
             ax.set_visible(False)
     return fig, axes
@@ -399,19 +437,64 @@ def plot_mass_shell(
             lo, hi = np.nanquantile(pool, [0.01, 0.99])
             lo, hi = min(lo, -1.0), max(hi, 1.0)
             edges = np.linspace(lo, hi, bins + 1)
-            h, _ = np.histogram(np.clip(t[:, p], lo, hi), bins=edges)
-            ax.stairs(
-                h / max(h.sum(), 1), edges, color=_TRUTH_COLOR, fill=True, alpha=0.3, label="Truth"
-            )
-            for i, (name, v) in enumerate(m.items()):
-                h, _ = np.histogram(np.clip(v[:, p], lo, hi), bins=edges)
-                ax.stairs(h / max(h.sum(), 1), edges, color=f"C{i}", linewidth=1.6, label=name)
-            ax.set_xlabel(
-                rf"sgn($\Delta$)$|\Delta|^{{1/2}}$ [GeV], {PARTON.names[p]}", fontsize="small"
-            )
+            step = edges[1] - edges[0]
+            # Flow bins, drawn hatched two bins away from the range: entries outside it
+            # are shown as what they are, not piled into the edge bins.
+            under = (lo - 4 * step, lo - step)
+            over = (hi + step, hi + 4 * step)
+            series = [("Truth", t[:, p], _TRUTH_COLOR, True)] + [
+                (name, v[:, p], f"C{i}", False) for i, (name, v) in enumerate(m.items())
+            ]
+            for name, values, color, fill in series:
+                v = values[np.isfinite(values)]
+                total = max(len(v), 1)
+                h, _ = np.histogram(v, bins=edges)
+                kwargs = (
+                    {"fill": True, "alpha": 0.3, "linewidth": 0} if fill else {"linewidth": 1.6}
+                )
+                ax.stairs(h / total, edges, color=color, label=name, **kwargs)
+                for (a, b), n_flow in ((under, (v < lo).sum()), (over, (v > hi).sum())):
+                    ax.stairs(
+                        [n_flow / total],
+                        [a, b],
+                        color=color,
+                        hatch="//",
+                        **({"fill": True, "alpha": 0.3} if fill else {"linewidth": 1.6}),
+                    )
+            for x in (lo, hi):
+                ax.axvline(x, color="k", linewidth=0.6, linestyle=":")
+            for x, word in ((np.mean(under), "underflow"), (np.mean(over), "overflow")):
+                ax.text(
+                    x,
+                    0.97,
+                    word,
+                    transform=ax.get_xaxis_transform(),
+                    rotation=90,
+                    ha="center",
+                    va="top",
+                    fontsize="xx-small",
+                )
+            ax.set_xlim(under[0] - step, over[1] + step)
+            ax.set_title(f"${particle_tex(PARTON.names[p])}$", fontsize="small")
+            ax.set_xlabel(r"sgn$(\Delta)\sqrt{|\Delta|}$ [GeV]", fontsize="small")
+            ax.set_ylabel("Fraction of entries per bin", fontsize="small")
             ax.set_yscale("log")
         axes.flat[0].legend(fontsize="x-small")
-        axes.flat[-1].set_visible(False)
+        note = axes.flat[-1]
+        note.axis("off")
+        note.text(
+            0.0,
+            0.5,
+            "$\\Delta = M^2 - (E^2 - |\\vec p|^2)$:\n"
+            "regressed mass squared minus the\n"
+            "invariant mass squared of the\n"
+            "(M, log E, p) four-vector (0 on shell).\n"
+            "Hatched: entries below / above the\n"
+            "range (1-99 % quantiles of all).",
+            transform=note.transAxes,
+            va="center",
+            fontsize="small",
+        )
     return fig, axes
 
 
@@ -465,6 +548,8 @@ def plot_composite_masses(
                     label=f"{k}: regressed",
                 )
             ax.set_xlabel(axis_label(name, "mass"))
+            ax.set_ylabel("Fraction of events per bin")
+            ax.set_xlim(edges[0], edges[-1])
         axes.flat[0].legend(fontsize="x-small")
     return fig, axes
 

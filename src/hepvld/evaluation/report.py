@@ -456,11 +456,13 @@ def _consistency_table(truth: np.ndarray, draws_by_model: Mapping[str, np.ndarra
 
 _CSS = """
 body{font-family:Helvetica,Arial,sans-serif;max-width:1200px;margin:2em auto;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:13px}
+table{border-collapse:collapse;margin:1em 0;font-size:13px;font-variant-numeric:tabular-nums}
 caption{font-weight:bold;text-align:left;padding:4px 0}
 th,td{border:1px solid #bbb;padding:3px 7px;text-align:right}
-th:first-child,td:first-child{text-align:left}
-.note{font-size:12px;color:#555;max-width:1000px}
+th{background:#f2f2f2;vertical-align:bottom;min-width:4.5em}
+tr:nth-child(even) td{background:#fafafa}
+th:first-child,td:first-child{text-align:left;white-space:nowrap}
+.note{font-size:13px;color:#444;max-width:1000px}
 img{max-width:100%;border:1px solid #ddd;margin:4px}
 .grid img{width:48%}
 li{margin:4px 0}

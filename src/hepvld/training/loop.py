@@ -388,7 +388,7 @@ def train(
                 )
                 metrics.log(step, step / steps_per_epoch, "val", lr, val_metrics)
                 log.info("step %d val   %s", step, _fmt(val_metrics))
-            if validate or last:
+            if validate or last or out_of_time:  # the plot ends where training ends
                 metrics.plot()
 
             # checkpoint

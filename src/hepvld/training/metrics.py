@@ -151,25 +151,42 @@ def plot_losses(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str])
         ]
         return [p[0] for p in pts], [p[1] for p in pts]
 
-    fig = Figure(figsize=(8, 6), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
-    values = []
-    for split, style in (("train", "-"), ("val", "o-")):
-        x, y = series(split, "loss")
-        if x:
-            ax_loss.plot(x, y, style, label=split, markersize=3)
-            values += y
-    if values and all(v > 0 and math.isfinite(v) for v in values):
-        ax_loss.set_yscale("log")
-    ax_loss.set_ylabel("loss")
-    if values:
-        ax_loss.legend()
-    x, y = series("train", "lr")
-    ax_lr.plot(x, y)
-    ax_lr.set_xlabel("step")
-    ax_lr.set_ylabel("learning rate")
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    try:  # the project's figure style (mplhep CMS) when the plot extra is complete
+        import mplhep  # noqa: F401
+
+        from hepvld.evaluation.plots import label, style
+
+        context: contextlib.AbstractContextManager[None] = style()
+        add_label: Any = label
+    except ImportError:
+        context, add_label = contextlib.nullcontext(), None
+    with context:
+        fig = Figure(figsize=(8, 8), layout="constrained")
+        FigureCanvasAgg(fig)
+        fig.get_layout_engine().set(h_pad=0.02, hspace=0.0)  # type: ignore[union-attr,call-arg]
+        ax_loss, ax_lr = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+        values = []
+        for split, style_, name in (("train", "-", "Training"), ("val", "o-", "Validation (EMA)")):
+            x, y = series(split, "loss")
+            if x:
+                ax_loss.plot(x, y, style_, label=name, markersize=4, linewidth=1.5)
+                values += y
+        if values and all(v > 0 and math.isfinite(v) for v in values):
+            ax_loss.set_yscale("log")
+        ax_loss.set_ylabel("Loss")
+        if values:
+            ax_loss.legend(loc="upper right")
+        x, y = series("train", "lr")
+        ax_lr.plot(x, y, color="C2")
+        ax_lr.set_xlabel("Optimiser step")
+        ax_lr.set_ylabel("Learning rate")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        steps = [int(r["step"]) for r in rows]
+        if steps:
+            ax_lr.set_xlim(0, max(steps))
+        if add_label is not None:
+            add_label(ax_loss, f"Training, step {max(steps) if steps else 0}", com=None)
+        path = Path(path)
+        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp.png")
+        fig.savefig(tmp, dpi=100)
     os.replace(tmp, path)

@@ -1,0 +1,157 @@
+"""``hepvld train file.root [more.root ...]``: train an unfolding model.
+
+Reads the files with :mod:`hepvld.io`, applies the selection, splits events by hashed
+event number into train / validation / test (the test part is never touched here, so
+``hepvld evaluate`` can use it), fits the preprocessing on the training part, and runs
+:func:`hepvld.training.train`. Settings come from frozen dataclasses: defaults, then the
+``--preset``, then an optional TOML file (``[train]`` and ``[model]`` tables), then
+``--train.*`` / ``--model.*`` options. ``--dry-run`` prints the resolved settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hepvld.cli._common import CLIError, Parser, add_debug_arguments, configure_logging, reading
+from hepvld.cli._common import run as run_cli
+
+__all__ = ["build_parser", "main", "resolve_configs"]
+
+log = logging.getLogger("hepvld.train")
+
+
+def build_parser(prog: str = "hepvld-train") -> argparse.ArgumentParser:
+    """The argument parser of ``hepvld train``."""
+    from hepvld.config import TrainConfig, add_dataclass_arguments
+    from hepvld.models import MODELS, PRESETS, ModelConfig
+
+    p = Parser(prog=prog, description="Train a hepvld unfolding model on NanoAOD-like ROOT files.")
+    p.add_argument("files", nargs="+", type=Path, help="input ROOT files with parton-level truth")
+    p.add_argument("--run-dir", "-o", type=Path, default=Path("runs/vld"), help="output directory")
+    p.add_argument("--model", default="vld", choices=sorted(MODELS), help="model family")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="model size preset")
+    p.add_argument("--config", type=Path, help="TOML file with [train] and [model] tables")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved settings and exit")
+    p.add_argument("--tree", default="Events", help="input tree name")
+    p.add_argument("--max-events", type=int, default=None, help="read at most this many entries")
+    p.add_argument("--max-jets", type=int, default=20, help="jets kept per event")
+    add_dataclass_arguments(p, TrainConfig, prefix="train")
+    add_dataclass_arguments(p, ModelConfig, prefix="model")
+    add_debug_arguments(p)
+    return p
+
+
+def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(TrainConfig, ModelConfig) from defaults < preset < TOML < command line."""
+    from hepvld.config import TrainConfig, load_toml, merge, namespace_overrides
+    from hepvld.models import PRESETS, ModelConfig
+
+    toml = load_toml(args.config) if args.config else {}
+    unknown = set(toml) - {"train", "model"}
+    if unknown:
+        raise CLIError(
+            f"{args.config}: unknown TOML tables {sorted(unknown)}; use [train] and [model]"
+        )
+    train_cfg = merge(
+        TrainConfig, None, toml.get("train"), namespace_overrides(args, TrainConfig, "train")
+    )
+    model_over = dict(namespace_overrides(args, ModelConfig, "model"))
+    variant = args.model if args.model in ("vld", "uc-vld", "c-vld") else None
+    if variant:
+        model_over.setdefault("variant", variant)
+    model_cfg = merge(ModelConfig, PRESETS[args.preset], toml.get("model"), model_over)
+    return train_cfg, model_cfg
+
+
+def _run(args: argparse.Namespace) -> int:
+    import hepvld
+    from hepvld.config import to_dict
+    from hepvld.data import SPLIT, prepare_data
+
+    configure_logging(args)
+    train_cfg, model_cfg = resolve_configs(args)
+    if args.dry_run:
+        print(
+            json.dumps(
+                {
+                    "model": args.model,
+                    "train": to_dict(train_cfg),
+                    "model_config": to_dict(model_cfg),
+                    "files": [str(f) for f in args.files],
+                    "run_dir": str(args.run_dir),
+                },
+                indent=2,
+            )
+        )
+        return 0
+
+    from hepvld.models.rebuild import rebuild_model
+    from hepvld.models.registry import family_level
+    from hepvld.targets import get_level, level_from_meta
+    from hepvld.training import train
+    from hepvld.training.checkpoint import load_checkpoint
+
+    saved = None
+    if args.resume:
+        with reading(f"--resume: checkpoint {args.run_dir}"):
+            saved = load_checkpoint(args.run_dir).meta["extra"]
+        if saved["model"] != args.model:
+            raise CLIError(
+                f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
+            )
+        model_cfg = type(model_cfg).from_dict(saved["model_config"])
+    level = level_from_meta(saved) if saved else get_level(family_level(args.model))
+    try:
+        train_data, val_data, prep = prepare_data(
+            args.files,
+            max_jets=args.max_jets,
+            tree=args.tree,
+            entry_stop=args.max_events,
+            preprocessing=saved,
+            level=level,
+        )
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    meta = {
+        "model": args.model,
+        "model_config": to_dict(model_cfg),
+        "object_features": int(train_data["objects"].shape[-1]),
+        "global_features": int(train_data["globals"].shape[-1]),
+        "target_level": level.name,
+        "target_options": level.options(),
+        "target_dim": int(np.prod(train_data["targets"].shape[1:])),
+        "max_jets": args.max_jets,
+        "hepvld_version": hepvld.__version__,
+        "split": list(SPLIT),
+        "files": [str(f) for f in args.files],
+        **prep,
+    }
+    import torch
+
+    # Same seed, same initial weights: the run is reproducible end to end. The global RNG
+    # is forked so that the caller's state is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_cfg.seed)
+        model = rebuild_model(meta)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s (%s preset): %.2fM parameters", args.model, args.preset, n_params / 1e6)
+    result = train(
+        model, train_data, val_data, train_cfg, args.run_dir, extra_state=meta, resume=args.resume
+    )
+    log.info(
+        "finished at step %d (%s); checkpoint %s", result.step, result.stopped, result.checkpoint
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "hepvld-train") -> int:
+    """Run ``hepvld train``; returns the exit status."""
+    return run_cli(build_parser(prog), _run, argv)
