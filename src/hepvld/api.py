@@ -101,10 +101,15 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
 
     from hepvld.features import DetectorPreprocessor, TargetPreprocessor
     from hepvld.models import ModelConfig, build_model
-    from hepvld.training.checkpoint import load_checkpoint
+    from hepvld.training.checkpoint import (
+        check_unfolding_meta,
+        load_checkpoint,
+        load_state_checked,
+    )
 
     ckpt = load_checkpoint(Path(checkpoint))
     meta = ckpt.meta.get("extra", ckpt.meta)
+    check_unfolding_meta(meta, ckpt.path)
     target_pre = TargetPreprocessor.from_state_dict(meta["target_preprocessor"])
     detector_pre = DetectorPreprocessor.from_state_dict(meta["detector_preprocessor"])
     shift, scale = target_pre.mean, target_pre.scale
@@ -118,7 +123,7 @@ def load(checkpoint: str | PathLike[str], *, device: str = "cpu") -> UnfoldingMo
         target_scale=torch.as_tensor(scale, dtype=torch.float32),
     )
     state = ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state
-    model.load_state_dict(state)
+    load_state_checked(model, state, ckpt.path)
     model.eval().to(device)
     return UnfoldingModel(model, detector_pre, target_pre, {**meta, "step": ckpt.meta.get("step")})
 
@@ -153,6 +158,10 @@ def unfold(
     raw: bool = False,
     progress: bool | None = None,
     tree: str = "Events",
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    on_nonfinite: str = "raise",
+    on_duplicate: str = "raise",
 ) -> ak.Array:
     """Posterior samples of the 11 partons for every event.
 
@@ -160,7 +169,9 @@ def unfold(
     ----------
     events
         An awkward/coffea events array (NanoAOD-like collections ``Jet``, ``Electron``,
-        ``Muon``, ``MET``), or a ROOT file path / list of paths (tree ``tree``).
+        ``Muon``, ``MET``, or flat branches ``Jet_pt``, ... as read by uproot), a dict of
+        such branches, or a ROOT file path / list of paths (tree ``tree``); see
+        :func:`hepvld.io.open_events`.
     model
         A :class:`UnfoldingModel` from :func:`load`, or a checkpoint path.
     n_samples
@@ -179,6 +190,18 @@ def unfold(
         Also return the physical 55-vectors as field ``raw`` with shape ``(B, S, 55)``.
     progress
         Show a progress bar (default: when there is more than one batch).
+    entry_start, entry_stop
+        Unfold only these input entries (Python slice semantics, over all files).
+    on_nonfinite, on_duplicate
+        Input validation policies of :func:`hepvld.io.open_events` (``"raise"`` by
+        default; ``on_nonfinite="drop"`` drops events with NaN/inf or impossible values,
+        logged with counts). Event numbers must be unique (the noise is keyed on them).
+
+    Raises
+    ------
+    hepvld.io.HepvldIOError
+        Bad input (named in the message), or :class:`~hepvld.io.NonFiniteDrawError` when
+        the model produces NaN/inf draws.
 
     Returns
     -------
@@ -191,23 +214,37 @@ def unfold(
     import torch
 
     from hepvld.features import detector_tensors, select
-    from hepvld.io import open_events
+    from hepvld.io import check_unique_events, open_events
+    from hepvld.io.output import check_finite_draws
     from hepvld.physics import targets_to_momenta
 
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from hepvld.diffusion.samplers import get_sampler, timesteps
+
+    get_sampler(sampler)  # unknown name / bad steps: fail before any event is read
+    timesteps(steps)
     um = _as_unfolding_model(model, device)
     net = um.model
     net.eval()
     dev = um.device
 
-    events = open_events(events, tree=tree)
+    events = open_events(
+        events,
+        tree=tree,
+        entry_start=entry_start,
+        entry_stop=entry_stop,
+        on_nonfinite=on_nonfinite,  # type: ignore[arg-type]
+        on_duplicate=on_duplicate,  # type: ignore[arg-type]
+    )
     mask, cutflow = select(events, require_truth=False)
     mask = np.asarray(mask, dtype=bool)
     n_fail = int((~mask).sum())
-    if n_fail:
+    if len(mask) and not mask.any():
+        log.warning("unfold: none of the %d events passes the selection\n%s", len(mask), cutflow)
+    elif n_fail:
         log.info(
             "unfold: %d of %d events fail the selection and are returned as None\n%s",
             n_fail,
@@ -222,6 +259,7 @@ def unfold(
         numbers = ak.to_numpy(selected["event"]).astype(np.uint64)
     else:
         numbers = np.flatnonzero(mask).astype(np.uint64)
+    check_unique_events(numbers, "unfold input", raise_error=on_duplicate == "raise")
 
     n = len(numbers)
     n_batches = math.ceil(n / batch_size)
@@ -250,6 +288,7 @@ def unfold(
         results.append(um.target_preprocessor.inverse_transform(flat).reshape(draws.shape))
     target_dim = int(um.meta.get("target_dim", 55))
     x = np.concatenate(results) if results else np.zeros((0, n_samples, target_dim), np.float32)
+    check_finite_draws(x, numbers)
 
     partons = targets_to_momenta(x)
     if raw:

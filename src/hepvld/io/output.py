@@ -1,0 +1,80 @@
+"""Safe output: finite-checked draws, files written under a temporary name and renamed.
+
+Small helpers used by the writers of ``python -m hepvld.unfold`` (and usable by any
+analysis that writes ROOT files):
+
+* :func:`check_finite_draws` refuses NaN / inf posterior draws before anything is
+  written, naming the events;
+* :func:`atomic_output` yields a temporary path next to the final one and renames it into
+  place only when the block finishes without an exception, so a killed job never leaves a
+  partial file under the final name (a leftover ``.name.*.partial`` file is incomplete);
+* :data:`COMPLETE_KEY`: the name of the completeness marker stored in such files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hepvld.io.errors import NonFiniteDrawError
+
+__all__ = ["COMPLETE_KEY", "atomic_output", "check_finite_draws"]
+
+#: Key of the JSON string marking a file as completely written (with its cut-flow).
+COMPLETE_KEY = "hepvld_complete"
+
+
+def check_finite_draws(draws: np.ndarray, event: np.ndarray | None = None) -> None:
+    """Raise if any posterior draw is NaN or infinite.
+
+    Parameters
+    ----------
+    draws : (B, S, X)
+        Posterior draws in physical units.
+    event : (B,), optional
+        Event numbers of the rows (for the message; row indices otherwise).
+
+    Raises
+    ------
+    NonFiniteDrawError
+        Naming how many events are affected and the first event numbers.
+    """
+    x = np.asarray(draws)
+    if x.size == 0 or np.isfinite(x).all():
+        return
+    bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    ids = np.flatnonzero(bad) if event is None else np.asarray(event)[bad]
+    first = ", ".join(str(int(i)) for i in ids[:5]) + (", ..." if bad.sum() > 5 else "")
+    raise NonFiniteDrawError(
+        f"the model produced NaN/inf posterior draws for {int(bad.sum())} of {len(x)} events "
+        f"(event {'numbers' if event is not None else 'rows'} {first}); nothing was written: "
+        "check these events' inputs (values far outside the training sample) and the "
+        "checkpoint"
+    )
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Context manager: a temporary path in the same directory, renamed to ``path`` on
+    success (``os.replace``, atomic on POSIX) and deleted on failure.
+
+    Example::
+
+        with atomic_output("out.root") as tmp:
+            write_something(tmp)
+    """
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.partial")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
