@@ -20,9 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "-n", "--n-events", type=int, required=True, help="number of events (see --count)"
-    )
+    parser.add_argument("-n", "--n-events", type=int, help="number of events (see --count)")
     parser.add_argument("-o", "--output", required=True, help="output ROOT file")
     parser.add_argument(
         "--count",
@@ -64,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)"
     )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the killed run of --output (same options)"
+    )
+    parser.add_argument(
+        "--shard", default=None, help="i/n: generate shard i of n (needs --count generated)"
+    )
+    parser.add_argument(
+        "--merge", nargs="+", metavar="SHARD", help="merge complete shard files into --output"
+    )
     return parser
 
 
@@ -74,7 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
     from hepvld.generate.runner import generate
+    from hepvld.generate.shards import merge_shards, parse_shard
 
+    if args.merge:
+        n = merge_shards(args.output, args.merge, compression=args.compression)
+        print(f"merged {len(args.merge)} shards: wrote {n} events to {args.output}")
+        return 0
+    if args.n_events is None:
+        build_parser().error("the following arguments are required: -n/--n-events")
+    shard = parse_shard(args.shard) if args.shard is not None else None
     try:
         summary = generate(
             args.output,
@@ -92,10 +107,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_jets=args.max_jets,
             compression=args.compression,
             progress=args.progress,
+            shard=shard,
+            resume=args.resume,
         )
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: {args.output} holds the chunks finished so far (see above)",
+            f"\ninterrupted: {args.output} holds the chunks finished so far (see above); "
+            "rerun with the same options and --resume to continue",
             file=sys.stderr,
         )
         return 130

@@ -212,6 +212,10 @@ def save_checkpoint(
     """
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    for stale in (*ckpt_root.glob(".tmp-step_*"), *ckpt_root.glob(".old-step_*")):
+        # left by a run killed while saving (one writer per run directory)
+        log.info("removing %s, left by an interrupted save", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     name = f"step_{step:08d}"
     final = ckpt_root / name
     tmp = ckpt_root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
