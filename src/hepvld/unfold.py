@@ -4,6 +4,8 @@ The output is a TTree ``Unfolded`` with one entry per *selected* input event: ``
 (the input event number) and a NanoAOD-style collection ``Draw`` (counter ``nDraw`` = S)
 whose branches ``Draw_<parton>_<pt|eta|phi|mass>`` hold the S posterior draws of each
 parton (``b_lep`` ... ``ttbar``). Events failing the selection are counted in the log.
+The file is written under a temporary name and renamed when complete; it then holds the
+JSON string ``hepvld_complete`` (event count and cut-flow of the selection).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def write_unfolded(
     """
     import uproot
 
+    from hepvld.io.output import write_tree_atomic
     from hepvld.physics import PARTONS
 
     if compression not in _COMPRESSION:
@@ -66,11 +69,9 @@ def write_unfolded(
         "Draw": ak.zip(draws),
     }
     codec = {"zstd": uproot.ZSTD(5), "lz4": uproot.LZ4(4), "zlib": uproot.ZLIB(4), "none": None}
-    with uproot.recreate(path, compression=codec[compression]) as f:
-        tree = f.mktree(
-            "Unfolded", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in data.items()}
-        )
-        tree.extend(data)
+    cutflow = unfolded.attrs.get("cutflow")
+    marker = {"events": int(present.sum()), "cutflow": cutflow.to_dict() if cutflow else None}
+    write_tree_atomic(path, "Unfolded", data, compression=codec[compression], marker=marker)
     return int(present.sum())
 
 
@@ -94,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compression", default="zstd", choices=_COMPRESSION)
     p.add_argument("--max-events", type=int, default=None, help="read at most this many events")
+    p.add_argument(
+        "--on-nonfinite",
+        default="raise",
+        choices=("raise", "drop", "ignore"),
+        help="NaN/inf or impossible input values: refuse, drop those events, or keep them",
+    )
     return p
 
 
@@ -104,7 +111,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hepvld.io import open_events
 
     model = load(args.checkpoint, device=args.device)
-    events = open_events([str(f) for f in args.files], tree=args.tree, entry_stop=args.max_events)
+    events = open_events(
+        [str(f) for f in args.files],
+        tree=args.tree,
+        entry_stop=args.max_events,
+        on_nonfinite=args.on_nonfinite,
+    )
     result = unfold(
         events,
         model=model,

@@ -14,16 +14,18 @@ analysis that writes ROOT files):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from hepvld.io.errors import NonFiniteDrawError
 
-__all__ = ["COMPLETE_KEY", "atomic_output", "check_finite_draws"]
+__all__ = ["COMPLETE_KEY", "atomic_output", "check_finite_draws", "write_tree_atomic"]
 
 #: Key of the JSON string marking a file as completely written (with its cut-flow).
 COMPLETE_KEY = "hepvld_complete"
@@ -78,3 +80,41 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_tree_atomic(
+    path: str | os.PathLike[str],
+    tree: str,
+    data: dict[str, Any],
+    *,
+    compression: Any = None,
+    marker: dict[str, Any] | None = None,
+) -> None:
+    """Write one TTree to ``path`` under a temporary name, add the completeness marker
+    :data:`COMPLETE_KEY` (a JSON string with ``marker``, e.g. event count and cut-flow)
+    last, and rename into place.
+
+    A reader can trust a file under the final name that holds :data:`COMPLETE_KEY`; a job
+    killed at any moment leaves at most a hidden ``.name.*.partial`` file.
+
+    Parameters
+    ----------
+    path
+        Final output file (replaced).
+    tree
+        Tree name.
+    data
+        Branch name -> numpy / awkward array (as for ``WritableTree.extend``).
+    compression
+        An uproot compression object or ``None``.
+    marker
+        JSON-serialisable content of the marker (``{"complete": True}`` is added).
+    """
+    import uproot
+
+    with atomic_output(path) as tmp, uproot.recreate(tmp, compression=compression) as f:
+        branch_types = {
+            k: v.type if hasattr(v, "layout") else np.asarray(v).dtype for k, v in data.items()
+        }
+        f.mktree(tree, branch_types).extend(data)
+        f[COMPLETE_KEY] = json.dumps({**(marker or {}), "complete": True}, sort_keys=True)

@@ -1,0 +1,83 @@
+"""Unfold output: atomic write, completeness marker with the cut-flow, finite draws only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from hepvld.io import NonFiniteDrawError
+from hepvld.io.output import COMPLETE_KEY, check_finite_draws, write_tree_atomic
+
+
+def test_unfold_cli_output_has_marker_and_cutflow(
+    toy_run: Path, good_file: Path, tmp_path: Path
+) -> None:
+    from hepvld.unfold import main
+
+    out = tmp_path / "out.root"
+    argv = [str(good_file), "-c", str(toy_run), "-o", str(out), "-S", "2", "--steps", "2"]
+    assert main([*argv, "--sampler", "ddim", "--on-nonfinite", "drop"]) == 0
+    with uproot.open(out) as f:
+        marker = json.loads(f[COMPLETE_KEY])
+        n = f["Unfolded"].num_entries
+    assert marker["complete"] is True and marker["events"] == n
+    assert marker["cutflow"]["counts"][0] == 200 and marker["cutflow"]["counts"][-1] == n
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out.root"
+    out.write_bytes(b"previous result")
+
+    def boom(self, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(uproot.writing.writable.WritableTree, "extend", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_tree_atomic(out, "Unfolded", {"x": np.arange(3.0)})
+    assert out.read_bytes() == b"previous result"  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.root"]
+
+
+_KILLED_WRITE = """
+import sys, time, numpy as np, uproot
+from hepvld.io.output import write_tree_atomic
+real = uproot.writing.writable.WritableTree.extend
+def slow(self, data):
+    real(self, data)
+    open(sys.argv[2], "w").close()
+    time.sleep(60)
+uproot.writing.writable.WritableTree.extend = slow
+write_tree_atomic(sys.argv[1], "Unfolded", {"x": np.arange(1000.0)})
+"""
+
+
+def test_sigkill_during_write_never_leaves_a_complete_looking_file(tmp_path: Path) -> None:
+    out, flag = tmp_path / "out.root", tmp_path / "flag"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITE, str(out), str(flag)])
+    t0 = time.monotonic()
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() - t0 < 60
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".out.root.")
+
+
+def test_finite_check_names_events() -> None:
+    draws = np.zeros((4, 2, 3))
+    draws[2, 1, 0] = np.inf
+    with pytest.raises(NonFiniteDrawError, match=r"for 1 of 4 events \(event numbers 12\)"):
+        check_finite_draws(draws, np.array([10, 11, 12, 13]))
+    check_finite_draws(np.zeros((0, 2, 3)))
