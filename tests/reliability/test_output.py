@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
@@ -81,3 +82,32 @@ def test_finite_check_names_events() -> None:
     with pytest.raises(NonFiniteDrawError, match=r"for 1 of 4 events \(event numbers 12\)"):
         check_finite_draws(draws, np.array([10, 11, 12, 13]))
     check_finite_draws(np.zeros((0, 2, 3)))
+
+
+def test_streaming_does_not_depend_on_chunk_size(
+    toy_run: Path, good_file: Path, tmp_path: Path
+) -> None:
+    import hepvld
+    from hepvld.io.synthetic import toy_events, write_root
+    from hepvld.unfold import unfold_files
+
+    model = hepvld.load(toy_run)
+    fast = {"n_samples": 2, "steps": 2, "sampler": "ddim"}
+    arrays = []
+    for chunk in (37, 10_000):
+        out = tmp_path / f"c{chunk}.root"
+        n, cutflow = unfold_files([good_file], out, model=model, chunk_events=chunk, **fast)
+        assert cutflow.total == 200 and n == cutflow.passed
+        with uproot.open(out) as f:
+            arrays.append(f["Unfolded"].arrays())
+            assert json.loads(f[COMPLETE_KEY])["cutflow"]["counts"] == cutflow.counts
+    assert arrays[0].fields == arrays[1].fields
+    for field in arrays[0].fields:
+        assert ak.array_equal(arrays[0][field], arrays[1][field]), field
+
+    empty = tmp_path / "zero.root"
+    write_root(str(empty), toy_events(0))
+    n, cutflow = unfold_files([empty], tmp_path / "z.root", model=model, **fast)
+    assert n == 0 and cutflow.total == 0
+    with uproot.open(tmp_path / "z.root") as f:
+        assert f["Unfolded"].num_entries == 0 and json.loads(f[COMPLETE_KEY])["complete"]

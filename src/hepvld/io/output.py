@@ -25,7 +25,13 @@ import numpy as np
 
 from hepvld.io.errors import NonFiniteDrawError
 
-__all__ = ["COMPLETE_KEY", "atomic_output", "check_finite_draws", "write_tree_atomic"]
+__all__ = [
+    "COMPLETE_KEY",
+    "ChunkedTreeWriter",
+    "atomic_output",
+    "check_finite_draws",
+    "write_tree_atomic",
+]
 
 #: Key of the JSON string marking a file as completely written (with its cut-flow).
 COMPLETE_KEY = "hepvld_complete"
@@ -118,3 +124,63 @@ def write_tree_atomic(
         }
         f.mktree(tree, branch_types).extend(data)
         f[COMPLETE_KEY] = json.dumps({**(marker or {}), "complete": True}, sort_keys=True)
+
+
+class ChunkedTreeWriter:
+    """Append chunks to one TTree of a file written under a temporary name; on a clean
+    exit write the completeness marker and rename into place (on an exception: delete).
+
+    Memory stays bounded by one chunk. Example::
+
+        with ChunkedTreeWriter("out.root", "Unfolded") as out:
+            for data in chunks:
+                out.extend(data)
+            out.marker = {"cutflow": ...}
+
+    Parameters
+    ----------
+    path
+        Final output file (replaced on success).
+    tree
+        Tree name; its branch types are taken from the first chunk.
+    compression
+        An uproot compression object or ``None``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], tree: str, *, compression: Any = None):
+        import uproot
+
+        self.path = Path(path)
+        self.tree_name = tree
+        self.marker: dict[str, Any] = {}
+        self.n_written = 0
+        self._context = atomic_output(self.path)
+        self._tmp = self._context.__enter__()
+        self._file = uproot.recreate(self._tmp, compression=compression)
+        self._tree: Any = None
+
+    @property
+    def has_tree(self) -> bool:
+        return self._tree is not None
+
+    def extend(self, data: dict[str, Any]) -> None:
+        """Append one chunk (branch name -> numpy / awkward array, all of one length)."""
+        if self._tree is None:
+            types = {
+                k: v.type if hasattr(v, "layout") else np.asarray(v).dtype for k, v in data.items()
+            }
+            self._tree = self._file.mktree(self.tree_name, types)
+        n = len(next(iter(data.values())))
+        if n:
+            self._tree.extend(data)
+            self.n_written += n
+
+    def __enter__(self) -> ChunkedTreeWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            marker = {**self.marker, "complete": True, "events": self.n_written}
+            self._file[COMPLETE_KEY] = json.dumps(marker, sort_keys=True)
+        self._file.close()
+        self._context.__exit__(exc_type, exc, tb)
