@@ -102,8 +102,16 @@ def test_streaming_does_not_depend_on_chunk_size(
             arrays.append(f["Unfolded"].arrays())
             assert json.loads(f[COMPLETE_KEY])["cutflow"]["counts"] == cutflow.counts
     assert arrays[0].fields == arrays[1].fields
+    assert ak.array_equal(arrays[0]["event"], arrays[1]["event"])
     for field in arrays[0].fields:
-        assert ak.array_equal(arrays[0][field], arrays[1][field]), field
+        # same noise per event; only the GEMM blocking of other batch sizes differs
+        np.testing.assert_allclose(
+            ak.to_numpy(ak.flatten(arrays[0][field], axis=None)),
+            ak.to_numpy(ak.flatten(arrays[1][field], axis=None)),
+            rtol=1e-4,
+            atol=1e-3,
+            err_msg=field,
+        )
 
     empty = tmp_path / "zero.root"
     write_root(str(empty), toy_events(0))

@@ -118,6 +118,15 @@ def _unsupported(obj: Any, context: str = "") -> str:
     )
 
 
+def _raised_in_uproot(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if "uproot" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def check_root_file(path: str) -> None:
     """Cheap checks of the ROOT header before uproot opens ``path``.
 
@@ -403,10 +412,17 @@ def _from_array(
         return _assemble(plan, get, chosen, len(source), start, where, on_nonfinite, btag_wp)
     except (SchemaError, HepvldIOError):
         raise
-    except (ValueError, TypeError) as exc:  # e.g. awkward broadcasting of ragged fields
+    except Exception as exc:  # e.g. awkward broadcasting of ragged fields
+        if _raised_in_uproot(exc):  # a lazily read (NanoEvents) file failed to decompress
+            raise CorruptFileError(
+                f"{where}: reading entries {start}-{stop} of this array failed in uproot "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+                "the file behind it is damaged; re-copy or regenerate it"
+            ) from exc
         raise SchemaError(
-            f"{where}: cannot build events from entries {start}-{stop} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0]}); check the collections' layout"
+            f"{where}: cannot build events from entries {start}-{stop} of this array "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+            "its collections are inconsistent"
         ) from exc
 
 

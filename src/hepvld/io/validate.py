@@ -133,7 +133,8 @@ def check_counts(fields: dict[str, Any], branches: dict[str, str], where: str) -
     SchemaError
         Naming the two branches and the first entry where they differ.
     """
-    ref_name, ref_counts = None, None
+    ref_name: str = ""
+    ref_counts: np.ndarray | None = None
     for f, arr in fields.items():
         if not isinstance(arr, ak.Array) or arr.ndim < 2:
             continue
