@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_unfold_rss.py [--small 10000] [--large 100000] [--chunk 10000]
 
-Writes two synthetic files (``hepvld.io.synthetic``), trains a ``tiny`` model for a few
+Writes two synthetic files (``hepvld.io.synthetic``, baskets of 5000 entries), trains a ``tiny`` model for a few
 steps (the network's quality does not matter for memory), then runs the unfold CLI in a
 subprocess per file, streaming (``--chunk-events CHUNK``) and all at once
 (``--chunk-events`` = file size, the behaviour before streaming), and prints each peak RSS
@@ -45,7 +45,8 @@ def main() -> None:
         files = {}
         for n in (args.small, args.large):
             files[n] = d / f"in_{n}.root"
-            write_root(str(files[n]), toy_events(n, seed=n, first_event=0))
+            # baskets of 5000 entries, as in real files (one basket would be read whole)
+            write_root(str(files[n]), toy_events(n, seed=n, first_event=0), basket_size=5000)
         run = ["--run-dir", str(d / "run"), "--preset", "tiny", "--train.max-steps", "2"]
         train_main([str(files[args.small]), *run, "--train.batch-size", "64"])
         rss: dict[tuple[str, int], float] = {}
