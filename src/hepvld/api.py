@@ -184,6 +184,10 @@ def unfold(
     raw: bool = False,
     progress: bool | None = None,
     tree: str = "Events",
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+    on_nonfinite: str = "raise",
+    on_duplicate: str = "raise",
 ) -> ak.Array:
     """Posterior samples of the model's target level (the 11 partons) for every event.
 
@@ -191,7 +195,9 @@ def unfold(
     ----------
     events
         An awkward/coffea events array (NanoAOD-like collections ``Jet``, ``Electron``,
-        ``Muon``, ``MET``), or a ROOT file path / list of paths (tree ``tree``).
+        ``Muon``, ``MET``, or flat branches ``Jet_pt``, ... as read by uproot), a dict of
+        such branches, or a ROOT file path / list of paths (tree ``tree``); see
+        :func:`hepvld.io.open_events`.
     model
         A :class:`UnfoldingModel` from :func:`load`, or a checkpoint path.
     n_samples
@@ -211,6 +217,18 @@ def unfold(
         with shape ``(B, S, K * H)`` (the 55-vectors at parton level).
     progress
         Show a progress bar (default: when there is more than one batch).
+    entry_start, entry_stop
+        Unfold only these input entries (Python slice semantics, over all files).
+    on_nonfinite, on_duplicate
+        Input validation policies of :func:`hepvld.io.open_events` (``"raise"`` by
+        default; ``on_nonfinite="drop"`` drops events with NaN/inf or impossible values,
+        logged with counts). Event numbers must be unique (the noise is keyed on them).
+
+    Raises
+    ------
+    hepvld.io.HepvldIOError
+        Bad input (named in the message), or :class:`~hepvld.io.NonFiniteDrawError` when
+        the model produces NaN/inf draws.
 
     Returns
     -------
@@ -224,7 +242,8 @@ def unfold(
     import torch
 
     from hepvld.features import detector_tensors, select
-    from hepvld.io import open_events
+    from hepvld.io import check_unique_events, open_events
+    from hepvld.io.output import check_finite_draws
 
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
@@ -237,11 +256,20 @@ def unfold(
     dev = um.device
     level = um.level
 
-    events = open_events(events, tree=tree)
+    events = open_events(
+        events,
+        tree=tree,
+        entry_start=entry_start,
+        entry_stop=entry_stop,
+        on_nonfinite=on_nonfinite,  # type: ignore[arg-type]
+        on_duplicate=on_duplicate,  # type: ignore[arg-type]
+    )
     mask, cutflow = select(events, require_truth=False)
     mask = np.asarray(mask, dtype=bool)
     n_fail = int((~mask).sum())
-    if n_fail:
+    if len(mask) and not mask.any():
+        log.warning("unfold: none of the %d events passes the selection\n%s", len(mask), cutflow)
+    elif n_fail:
         log.info(
             "unfold: %d of %d events fail the selection and are returned as None\n%s",
             n_fail,
@@ -254,6 +282,7 @@ def unfold(
         numbers = ak.to_numpy(selected["event"]).astype(np.uint64)
     else:
         numbers = np.flatnonzero(mask).astype(np.uint64)
+    check_unique_events(numbers, "unfold input", raise_error=on_duplicate == "raise")
 
     n = len(numbers)
     n_batches = math.ceil(n / batch_size)
@@ -284,6 +313,7 @@ def unfold(
     shape = (0, n_samples, *net.target_shape)
     x = np.concatenate(values) if values else np.zeros(shape, np.float32)
     m = np.concatenate(masks) if masks else np.zeros(shape[:-1], bool)
+    check_finite_draws(np.where(m[..., None], x, 0.0), numbers)
 
     records = level.to_records(x, m)
     if raw:

@@ -168,7 +168,7 @@ def test_nan_detection_names_branch(tmp_path: Path, caplog: pytest.LogCaptureFix
     path = tmp_path / "nan.root"
     _write_branches(path, branches)
     with pytest.raises(
-        NonFiniteError, match=r"'MET_pt' has 2 NaN/inf values in 2 of 50 events.*entry 3"
+        NonFiniteError, match=r"'MET_pt' has 2 NaN/inf values in 2 of 50 events.*entries 3, 7"
     ):
         open_events(path)
     with caplog.at_level(logging.WARNING, logger="hepvld.io"):

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from hepvld.cli._common import Parser, add_debug_arguments
+from hepvld.cli._common import CLIError, Parser, add_debug_arguments
 from hepvld.cli._common import run as run_cli
 
 __all__ = ["build_parser", "main"]
@@ -25,8 +25,15 @@ def build_parser(prog: str = "hepvld-generate") -> argparse.ArgumentParser:
             "CMS-like parametric detector) into a NanoAOD-flavoured ROOT file."
         ),
     )
+    parser.add_argument("-n", "--n-events", type=int, help="number of events (see --count)")
     parser.add_argument(
-        "-n", "--n-events", type=int, required=True, help="number of events (see --count)"
+        "--resume", action="store_true", help="continue the killed run of --output (same options)"
+    )
+    parser.add_argument(
+        "--shard", default=None, help="i/n: generate shard i of n (needs --count generated)"
+    )
+    parser.add_argument(
+        "--merge", nargs="+", metavar="SHARD", help="merge complete shard files into --output"
     )
     parser.add_argument("-o", "--output", required=True, help="output ROOT file")
     parser.add_argument(
@@ -98,7 +105,15 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
     from hepvld.generate.runner import generate
+    from hepvld.generate.shards import merge_shards, parse_shard
 
+    if args.merge:
+        n = merge_shards(args.output, args.merge, compression=args.compression)
+        print(f"merged {len(args.merge)} shards: wrote {n} events to {args.output}")
+        return 0
+    if args.n_events is None:
+        raise CLIError("the following arguments are required: -n/--n-events (or --merge)")
+    shard = parse_shard(args.shard) if args.shard is not None else None
     try:
         summary = generate(
             args.output,
@@ -116,10 +131,13 @@ def _run(args: argparse.Namespace) -> int:
             max_jets=args.max_jets,
             compression=args.compression,
             progress=args.progress,
+            shard=shard,
+            resume=args.resume,
         )
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: {args.output} holds the chunks finished so far (see above)",
+            f"\ninterrupted: {args.output} holds the chunks finished so far (see above); "
+            "rerun with the same options and --resume to continue",
             file=sys.stderr,
         )
         return 130

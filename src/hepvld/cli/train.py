@@ -79,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(args)
     train_cfg, model_cfg = resolve_configs(args)
     if args.dry_run:
+        from hepvld.io import inspect_files
+
+        inputs = inspect_files([str(f) for f in args.files], tree=args.tree)
         print(
             json.dumps(
                 {
@@ -86,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
                     "train": to_dict(train_cfg),
                     "model_config": to_dict(model_cfg),
                     "files": [str(f) for f in args.files],
+                    "inputs": inputs,
                     "run_dir": str(args.run_dir),
                 },
                 indent=2,

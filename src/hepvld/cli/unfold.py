@@ -50,45 +50,51 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
     p.add_argument(
         "--max-events", type=int, default=None, help="read at most this many events (all)"
     )
+    p.add_argument(
+        "--chunk-events", type=int, default=20_000, help="events read and unfolded at once"
+    )
+    p.add_argument(
+        "--on-nonfinite",
+        default="raise",
+        choices=("raise", "drop", "ignore"),
+        help="NaN/inf or impossible input values: refuse, drop those events, or keep them",
+    )
     add_debug_arguments(p)
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
-    import awkward as ak
-    import numpy as np
-
-    from hepvld.api import load, unfold
-    from hepvld.io import open_events
-    from hepvld.io.unfolded import write_unfolded
+    from hepvld.api import load
+    from hepvld.io.unfolded import unfold_files
 
     configure_logging(args)
     with reading(f"checkpoint {args.checkpoint}"):
         model = load(args.checkpoint, device=args.device)
-    events = open_events([str(f) for f in args.files], tree=args.tree, entry_stop=args.max_events)
     log.info(
-        "unfolding %d events x %d draws (%s, %d steps per draw)",
-        len(events),
+        "unfolding %s x %d draws (%s, %d steps per draw), %d events at a time",
+        f"at most {args.max_events} events" if args.max_events else "all events",
         args.n_samples,
         args.sampler,
         args.steps,
+        args.chunk_events,
     )
-    result = unfold(
-        events,
+    n, cutflow = unfold_files(
+        args.files,
+        args.output,
         model=model,
+        chunk_events=args.chunk_events,
+        tree=args.tree,
+        max_events=args.max_events,
+        on_nonfinite=args.on_nonfinite,
+        compression=args.compression,
         n_samples=args.n_samples,
         sampler=args.sampler,
         steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,
     )
-    numbers = (
-        ak.to_numpy(events["event"]) if "event" in ak.fields(events) else np.arange(len(events))
-    )
-    with reading(f"output {args.output}"):
-        n = write_unfolded(args.output, result, numbers, args.compression, level=model.level)
     log.info("wrote %d events x %d draws to %s", n, args.n_samples, args.output)
-    log.info("selection:\n%s", result.attrs["cutflow"])
+    log.info("selection:\n%s", cutflow)
     return 0
 
 

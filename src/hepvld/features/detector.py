@@ -118,12 +118,15 @@ def detector_tensors(
     n_jets = ak.to_numpy(ak.num(jets, axis=1))
     truncated = int((n_jets > max_jets).sum())
     if truncated:
-        log.info(
-            "%d of %d events have more than %d selected jets; kept the leading %d",
+        log.warning(
+            "%d of %d events have more than %d selected jets; kept the leading %d in pT "
+            "(%d jets dropped in total, at most %d in one event; raise max_jets to keep them)",
             truncated,
             B,
             max_jets,
             max_jets,
+            int(np.clip(n_jets - max_jets, 0, None).sum()),
+            int(n_jets.max() - max_jets),
         )
     jp4 = ak.zip({k: jets[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
     btag = ak.values_astype(jets.btagged, np.float32)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from collections import deque
@@ -29,6 +30,15 @@ from hepvld.generate.config import PYTHIA_SEED_MAX, GeneratorSettings
 from hepvld.generate.reconstruction import reconstruct
 from hepvld.generate.record import HardProcess, ParticleRecord, hard_process, particle_record
 from hepvld.generate.selection import CUTS, Cutflow, selection_stage, stage_cutflow
+from hepvld.generate.shards import (
+    GenerationResumeError,
+    check_same_run,
+    journal_path,
+    read_chunks,
+    read_journal,
+    shard_chunks,
+    write_journal,
+)
 from hepvld.generate.truth import particle_level
 from hepvld.generate.writer import EventWriter
 
@@ -221,15 +231,14 @@ def process_chunk(task: ChunkTask) -> ChunkResult:
 
 
 def _tasks(
-    n_events: int, count: str, seed: int, settings: GeneratorSettings
+    n_events: int, count: str, seed: int, settings: GeneratorSettings, chunks: range | None
 ) -> Iterator[ChunkTask]:
+    """Tasks of chunks ``chunks`` (``None``: from 0 on, until enough events are selected)."""
     size = settings.chunk_size
-    if count == "generated":
-        for index in range(-(-n_events // size)):
-            yield ChunkTask(index, min(size, n_events - index * size), seed, settings)
-    else:
-        for index in count_from():
-            yield ChunkTask(index, size, seed, settings)
+    indices = count_from() if chunks is None else iter(chunks)
+    for index in indices:
+        n = size if count == "selected" else min(size, n_events - index * size)
+        yield ChunkTask(index, n, seed, settings)
 
 
 def _ignore_sigint() -> None:  # pragma: no cover - runs in worker processes
@@ -277,6 +286,8 @@ def generate(
     max_jets: int = 20,
     compression: str | None = "zstd:5",
     progress: bool = False,
+    shard: tuple[int, int] | None = None,
+    resume: bool = False,
 ) -> GenerationSummary:
     """Generate semi-leptonic tt̄ events at 13 TeV into a NanoAOD-flavoured ROOT file.
 
@@ -308,6 +319,13 @@ def generate(
         e.g. ``"zstd:5"``, ``"lz4:1"``, ``"zlib:6"`` or ``"none"``.
     progress : bool
         Show a tqdm progress bar (on stderr).
+    shard : (i, n), optional
+        Generate only shard ``i`` of ``n`` (contiguous chunks; needs ``count="generated"``);
+        :func:`hepvld.generate.shards.merge_shards` joins the shards into the file a single
+        process would write.
+    resume : bool
+        Continue the killed run of ``output`` (same options) from its journal
+        ``<output>.journal.json``: its whole chunks are kept, the rest is generated.
 
     Returns
     -------
@@ -317,7 +335,10 @@ def generate(
     ------
     KeyboardInterrupt, Exception
         Re-raised after closing the file: it then holds every chunk completed before
-        the interruption (a note on the exception says how many events).
+        the interruption (a note on the exception says how many events), and its
+        journal allows ``resume=True``. A SIGKILL leaves the same (without the note).
+    GenerationResumeError
+        ``resume=True`` without a journal, with other options, or an unreadable file.
     """
     if n_events < 1:
         raise ValueError(f"n_events must be >= 1, got {n_events}")
@@ -336,17 +357,68 @@ def generate(
         max_jets=max_jets,
     )
     output = Path(output)
+    chunks: range | None = None
+    if shard is not None:
+        i, n = shard
+        if not 0 <= i < n:
+            raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+        if count != "generated":
+            raise ValueError(
+                "shard needs count='generated' (CLI --count generated): with count='selected' "
+                "the number of chunks is unknown in advance"
+            )
+        chunks = shard_chunks(-(-n_events // chunk_size), shard)
+    elif count == "generated":
+        chunks = range(-(-n_events // chunk_size))
     provenance = {
         "generator": "hepvld.generate",
         "seed": seed,
         "count": count,
+        "n_events": n_events,
         "settings": settings.to_dict(),
+        "shard": None if shard is None else list(shard),
     }
     wall_start = time.perf_counter()
     cutflow, cpu, n_chunks, empty_run = Cutflow(), 0.0, 0, 0
+    if resume:
+        journal = read_journal(output)
+        check_same_run(journal, provenance, output)
+        writer = _reopen(output, journal, compression, provenance)
+        cutflow, cpu = Cutflow.from_dict(journal["cutflow"]), float(journal["cpu_seconds"])
+        n_chunks = int(journal["n_chunks"])
+        start = int(journal["next_chunk"])
+        chunks = range(start, chunks.stop) if chunks is not None else range(start, 2**62)
+        log.info(
+            "resuming %s: %d events of %d chunks kept, continuing at chunk %d",
+            output,
+            writer.n_written,
+            n_chunks,
+            start,
+        )
+    else:
+        if journal_path(output).exists():
+            log.warning("%s: overwriting an unfinished run (--resume continues one)", output)
+        writer = EventWriter(output, compression=compression, provenance=provenance)
+    if count == "selected" and writer.n_written >= n_events:
+        chunks = range(0)
+
+    def save_journal(next_chunk: int) -> None:
+        write_journal(
+            output,
+            {
+                **provenance,
+                "next_chunk": next_chunk,
+                "events_written": writer.n_written,
+                "n_chunks": n_chunks,
+                "cutflow": cutflow.to_dict(),
+                "cpu_seconds": cpu,
+            },
+        )
+
+    if not resume:
+        save_journal(0 if chunks is None else chunks.start)
     bar = _progress_bar(n_events, count) if progress else None
-    results = _results(_tasks(n_events, count, seed, settings), workers)
-    writer = EventWriter(output, compression=compression, provenance=provenance)
+    results = _results(_tasks(n_events, count, seed, settings, chunks), workers)
     complete = False
     try:
         for result in results:
@@ -354,6 +426,7 @@ def generate(
             branches, chunk_cutflow = result.head(need)
             writer.write(branches)
             cutflow, cpu, n_chunks = cutflow + chunk_cutflow, cpu + result.cpu_seconds, n_chunks + 1
+            save_journal(result.index + 1)
             log.debug("chunk %d: %s", result.index, chunk_cutflow.as_dict())
             if bar is not None:
                 bar.update(len(branches["event"]) if count == "selected" else chunk_cutflow.total)
@@ -381,6 +454,8 @@ def generate(
         results.close()
         writer.provenance["cutflow"] = cutflow.as_dict()
         writer.close(complete=complete)
+        if complete:
+            journal_path(output).unlink(missing_ok=True)
         if bar is not None:
             bar.close()
     summary = GenerationSummary(
@@ -404,6 +479,33 @@ def generate(
         str(cutflow),
     )
     return summary
+
+
+def _reopen(
+    output: Path, journal: dict[str, Any], compression: str | None, provenance: dict[str, Any]
+) -> EventWriter:
+    """A writer holding the journal's whole chunks of ``output``, renamed into place.
+
+    The chunks are copied (chunk by chunk, as first written) into a temporary file that
+    replaces ``output`` atomically, so a kill during the copy leaves the old file intact.
+    """
+    tmp = output.with_name(f".{output.name}.resume.partial")
+    writer = EventWriter(tmp, compression=compression, provenance=provenance)
+    try:
+        for _, branches in read_chunks(output, int(journal["events_written"])):
+            writer.write(branches)
+        if writer.n_written != int(journal["events_written"]):
+            raise GenerationResumeError(
+                f"{output}: copied {writer.n_written} events, journal says "
+                f"{journal['events_written']}; run without --resume"
+            )
+        os.replace(tmp, output)  # the open handle keeps writing to the renamed file
+    except BaseException:
+        writer.close(complete=False)
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.path = output
+    return writer
 
 
 def _progress_bar(total: int, count: str) -> Any:

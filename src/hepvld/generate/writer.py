@@ -154,6 +154,7 @@ class EventWriter:
         if n == 0:
             return
         self._tree.extend(data)
+        self._file.file.sink.flush()  # a SIGKILL after write() returns loses nothing of this chunk
         self.n_written += n
 
     def close(self, *, complete: bool = True) -> None:

@@ -27,12 +27,16 @@ import awkward as ak
 import numpy as np
 import vector
 
+from hepvld.io.convert import as_event_array
 from hepvld.io.errors import (
+    CorruptFileError,
+    HepvldIOError,
     InputFileNotFoundError,
     MissingBranchError,
-    NonFiniteError,
+    NotRootFileError,
     SchemaError,
     TreeNotFoundError,
+    UnsupportedInputError,
 )
 from hepvld.io.schemas import (
     DEEPJET_MEDIUM_WP,
@@ -44,14 +48,25 @@ from hepvld.io.schemas import (
     FieldSpec,
     SchemaMap,
 )
+from hepvld.io.validate import check_counts, check_dtype, check_unique_events, check_values
 
-__all__ = ["OnNonFinite", "SchemaName", "iterate_events", "open_events", "resolve_paths"]
+__all__ = [
+    "OnDuplicate",
+    "OnNonFinite",
+    "SchemaName",
+    "check_root_file",
+    "inspect_files",
+    "iterate_events",
+    "open_events",
+    "resolve_paths",
+]
 
 vector.register_awkward()
 log = logging.getLogger(__name__)
 
 SchemaName = Literal["auto", "nanoaod", "delphes"]
 OnNonFinite = Literal["raise", "drop", "ignore"]
+OnDuplicate = Literal["raise", "warn"]
 
 _BEHAVIOUR = {"MET": "Momentum2D", "GenMET": "Momentum2D"}
 _LEPTONS = {
@@ -61,14 +76,6 @@ _LEPTONS = {
 
 
 # ----------------------------------------------------------------------------- sources
-def _is_event_array(source: Any) -> bool:
-    """Duck typing: an awkward / coffea array of events has ``fields`` with collections."""
-    fields = getattr(source, "fields", None)
-    return isinstance(fields, list) and any(
-        name in fields for name in ("Jet", "GenPart", "Particle", "Electron", "Muon")
-    )
-
-
 def resolve_paths(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
     """Expand a path, a glob pattern or a sequence of them into existing file paths.
 
@@ -77,9 +84,16 @@ def resolve_paths(source: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     InputFileNotFoundError
         A path does not exist or a pattern matches nothing.
     """
-    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if isinstance(source, (str, os.PathLike)):
+        items = [source]
+    elif isinstance(source, (list, tuple)):
+        items = list(source)
+    else:
+        raise UnsupportedInputError(_unsupported(source))
     paths: list[str] = []
     for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise UnsupportedInputError(_unsupported(item, "in a list of inputs"))
         text = os.fspath(item)
         if any(c in text for c in "*?["):
             matched = sorted(glob.glob(text))
@@ -91,6 +105,62 @@ def resolve_paths(source: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         else:
             paths.append(text)
     return paths
+
+
+def _unsupported(obj: Any, context: str = "") -> str:
+    kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+    return (
+        f"cannot read events from a {kind} {context}".rstrip()
+        + "; pass a ROOT file path (or a list of paths / a glob pattern), an awkward array of "
+        "events (zipped collections such as events.Jet.pt, or flat NanoAOD branches such as "
+        "Jet_pt as read by uproot's tree.arrays()), a dict of such branches, or coffea "
+        "NanoEvents"
+    )
+
+
+def _raised_in_uproot(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if "uproot" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def check_root_file(path: str) -> None:
+    """Cheap checks of the ROOT header before uproot opens ``path``.
+
+    Raises
+    ------
+    NotRootFileError
+        Empty file, or the first bytes are not ``root`` (text, HDF5, ...).
+    CorruptFileError
+        The header's end-of-file pointer lies beyond the file size (truncated copy).
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        raise NotRootFileError(f"{path!r} is empty (0 bytes), not a ROOT file; re-copy it")
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:4] != b"root":
+        text = head[:16].decode("ascii", "replace")
+        looks = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head[:16]) else "binary"
+        raise NotRootFileError(
+            f"{path!r} is not a ROOT file (it starts with {text!r}, {looks} data, not 'root'); "
+            "pass the ROOT file itself"
+        )
+    if len(head) >= 16:
+        version = int.from_bytes(head[4:8], "big")
+        end = (
+            int.from_bytes(head[12:16], "big")
+            if version < 1_000_000
+            else int.from_bytes(head[12:20], "big")
+        )
+        if end > size:
+            raise CorruptFileError(
+                f"{path!r} is truncated: its header says {end} bytes, the file has {size} "
+                "(an interrupted copy or write); re-copy or regenerate it"
+            )
 
 
 @dataclass
@@ -105,11 +175,15 @@ class _Tree:
 def _open_tree(path: str, tree: str, schema: SchemaName, branches: Sequence[str] | None) -> _Tree:
     import uproot
 
+    check_root_file(path)
     try:
         file = uproot.open(path)
-    except Exception as exc:  # uproot raises several types for non-ROOT input
-        raise InputFileNotFoundError(f"cannot open {path!r} as a ROOT file: {exc}") from exc
-    classes = {k.split(";")[0]: c for k, c in file.classnames().items()}
+        classes = {k.split(";")[0]: c for k, c in file.classnames().items()}
+    except Exception as exc:  # uproot raises several types for damaged input
+        raise CorruptFileError(
+            f"cannot read the directory of {path!r}: the file is damaged ({type(exc).__name__}: "
+            f"{exc}); re-copy or regenerate it"
+        ) from exc
     trees = sorted(k for k, c in classes.items() if c == "TTree")
     if classes.get(tree) == "ROOT::RNTuple":
         raise SchemaError(
@@ -121,9 +195,13 @@ def _open_tree(path: str, tree: str, schema: SchemaName, branches: Sequence[str]
         if schema in ("auto", "delphes") and tree == "Events" and DELPHES.tree in trees:
             name = DELPHES.tree
         else:
-            raise TreeNotFoundError(
-                f"{path!r} has no tree {tree!r}; trees present: {trees or 'none'}"
+            objects = ", ".join(f"{k} ({c})" for k, c in sorted(classes.items())) or "nothing"
+            hint = (
+                f"pass tree=... (CLI: --tree) with one of {trees}"
+                if trees
+                else "it holds no TTree at all: pass an event file (NanoAOD-like, Delphes)"
             )
+            raise TreeNotFoundError(f"{path!r} has no tree {tree!r} (it holds {objects}); {hint}")
     ttree = file[name]
     names = set(ttree.keys(recursive=True, full_paths=False))
     if schema == "auto":
@@ -268,11 +346,22 @@ def _assemble(
     for out, fields in plan.items():
         single = out == "" or schema.collections[out].singleton
         cols[out] = {}
+        names: dict[str, str] = {}
         for f, (src, spec) in fields.items():
-            arr = _convert(get(src, spec), spec)
+            raw = get(src, spec)
+            names[f] = schema.branch(src, spec)
+            check_dtype(raw, names[f], f, where)
+            arr = _convert(raw, spec)
             cols[out][f] = _first(arr) if single else arr
+        if not single:
+            check_counts(cols[out], names, where)
     _complete(cols, n, offset, where, btag_wp)
-    keep = _check_finite(cols, plan, schema, n, offset, where, on_nonfinite)
+
+    def branch_of(out: str, f: str) -> str:
+        src, spec = plan.get(out, {}).get(f, (out, f))
+        return schema.branch(src, spec)
+
+    keep = check_values(cols, branch_of, n, offset, where, on_nonfinite)
     record: dict[str, Any] = {}
     for out, fields in cols.items():
         if out == "":
@@ -285,45 +374,6 @@ def _assemble(
     if keep is not None:
         events = events[keep]
     return events
-
-
-def _check_finite(
-    cols: dict[str, dict[str, Any]],
-    plan: dict[str, dict[str, tuple[str, FieldSpec]]],
-    schema: SchemaMap,
-    n: int,
-    offset: int,
-    where: str,
-    on_nonfinite: OnNonFinite,
-) -> np.ndarray | None:
-    if on_nonfinite == "ignore" or n == 0:
-        return None
-    bad_any = np.zeros(n, dtype=bool)
-    for out, fields in cols.items():
-        for f, arr in fields.items():
-            layout_arr = ak.Array(arr) if not isinstance(arr, ak.Array) else arr
-            flat = ak.to_numpy(ak.flatten(layout_arr, axis=None))
-            if flat.dtype.kind != "f" or np.isfinite(flat).all():
-                continue
-            bad = ~np.isfinite(layout_arr)
-            per_event = (
-                ak.to_numpy(ak.any(bad, axis=-1)) if layout_arr.ndim > 1 else ak.to_numpy(bad)
-            )
-            src, spec = plan.get(out, {}).get(f, (out, f))
-            branch = schema.branch(src, spec)
-            first = int(np.flatnonzero(per_event)[0]) + offset
-            msg = (
-                f"{where}: branch {branch!r} has {int((~np.isfinite(flat)).sum())} NaN/inf "
-                f"values in {int(per_event.sum())} of {n} events (first at entry {first})"
-            )
-            if on_nonfinite == "raise":
-                raise NonFiniteError(msg + "; pass on_nonfinite='drop' to skip those events")
-            log.warning("%s; dropping those events", msg)
-            bad_any |= per_event
-    if not bad_any.any():
-        return None
-    log.warning("%s: dropped %d of %d events with NaN/inf inputs", where, int(bad_any.sum()), n)
-    return ~bad_any
 
 
 def _from_array(
@@ -358,7 +408,22 @@ def _from_array(
     if (start, stop) != (0, n_total):
         source = source[start:stop]
     plan = _plan(chosen, has, branches, where)
-    return _assemble(plan, get, chosen, len(source), start, where, on_nonfinite, btag_wp)
+    try:
+        return _assemble(plan, get, chosen, len(source), start, where, on_nonfinite, btag_wp)
+    except (SchemaError, HepvldIOError):
+        raise
+    except Exception as exc:  # e.g. awkward broadcasting of ragged fields
+        if _raised_in_uproot(exc):  # a lazily read (NanoEvents) file failed to decompress
+            raise CorruptFileError(
+                f"{where}: reading entries {start}-{stop} of this array failed in uproot "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+                "the file behind it is damaged; re-copy or regenerate it"
+            ) from exc
+        raise SchemaError(
+            f"{where}: cannot build events from entries {start}-{stop} of this array "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}): "
+            "its collections are inconsistent"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- public API
@@ -378,14 +443,58 @@ def _branch_names(t: _Tree) -> list[str]:
     return sorted({t.schema.branch(src, spec) for f in t.plan.values() for src, spec in f.values()})
 
 
+def _arrays(t: _Tree, lo: int, hi: int) -> dict[str, Any]:
+    """Read entries ``[lo, hi)`` of the planned branches; damaged baskets -> CorruptFileError."""
+    try:
+        return t.tree.arrays(_branch_names(t), entry_start=lo, entry_stop=hi, how=dict)
+    except Exception as exc:  # uproot/zstd/awkward raise many types for damaged baskets
+        raise CorruptFileError(
+            f"{t.path!r}, tree {t.name!r}: cannot read entries {lo}-{hi}: the file is damaged "
+            f"or truncated ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            "; re-copy or regenerate it"
+        ) from exc
+
+
 def _read(
-    t: _Tree, arrays: dict[str, Any], n: int, offset: int, on_nonfinite: OnNonFinite, btag_wp: float
+    t: _Tree, lo: int, hi: int, offset: int, on_nonfinite: OnNonFinite, btag_wp: float
 ) -> ak.Array:
+    arrays = _arrays(t, lo, hi)
+
     def get(coll: str, spec: FieldSpec) -> Any:
         return arrays[t.schema.branch(coll, spec)]
 
     where = f"{t.path!r}, tree {t.name!r}"
-    return _assemble(t.plan, get, t.schema, n, offset, where, on_nonfinite, btag_wp)
+    return _assemble(t.plan, get, t.schema, hi - lo, offset + lo, where, on_nonfinite, btag_wp)
+
+
+class _Unique:
+    """Running check that event numbers do not repeat: within a file (error unless
+    ``on_duplicate='warn'``) and across files (warning: files of different generator seeds
+    may repeat numbers; docs/readers.md)."""
+
+    def __init__(self, on_duplicate: OnDuplicate) -> None:
+        if on_duplicate not in ("raise", "warn"):
+            raise ValueError(f"on_duplicate={on_duplicate!r}; choose 'raise' or 'warn'")
+        self.strict = on_duplicate == "raise"
+        self.file: np.ndarray | None = None
+        self.earlier: np.ndarray | None = None
+
+    def new_file(self) -> None:
+        if self.file is not None:
+            self.earlier = (
+                self.file if self.earlier is None else np.union1d(self.earlier, self.file)
+            )
+        self.file = None
+
+    def add(self, events: ak.Array, where: str) -> None:
+        if "event" not in ak.fields(events) or len(events) == 0:
+            return
+        numbers = np.asarray(ak.to_numpy(events["event"]), dtype=np.uint64)
+        self.file = check_unique_events(numbers, where, seen=self.file, raise_error=self.strict)
+        if self.earlier is not None:
+            check_unique_events(
+                numbers, f"{where} and the files before it", seen=self.earlier, raise_error=False
+            )
 
 
 def _concatenate(parts: list[ak.Array]) -> ak.Array:
@@ -409,6 +518,7 @@ def open_events(
     entry_stop: int | None = None,
     branches: Sequence[str] | None = None,
     on_nonfinite: OnNonFinite = "raise",
+    on_duplicate: OnDuplicate = "raise",
     btag_wp: float = DEEPJET_MEDIUM_WP,
 ) -> ak.Array:
     """Read events into hepvld's NanoAOD-like layout.
@@ -429,8 +539,13 @@ def open_events(
         Subset of output collections / fields to read (e.g. ``("Jet", "MET", "event")``);
         all by default.
     on_nonfinite
-        NaN/inf in a float branch: ``"raise"`` :class:`NonFiniteError` (default),
-        ``"drop"`` the affected events (logged), or ``"ignore"``.
+        NaN/inf or physically impossible values (negative pT, > 100 TeV, |η| > 10, ...;
+        :mod:`hepvld.io.validate`): ``"raise"`` :class:`NonFiniteError` /
+        :class:`InvalidValueError` (default), ``"drop"`` the affected events (logged per
+        branch with the total), or ``"ignore"`` (logged).
+    on_duplicate
+        Event numbers repeated within a file: ``"raise"`` :class:`DuplicateEventError`
+        (default) or ``"warn"``. Repeats across files are always only logged.
     btag_wp
         DeepJet threshold used when ``Jet_btagged`` is absent (NanoAOD).
 
@@ -443,12 +558,22 @@ def open_events(
 
     Raises
     ------
-    InputFileNotFoundError, TreeNotFoundError, MissingBranchError, NonFiniteError
-        With the file, tree, branch or value named in the message.
+    HepvldIOError
+        :class:`InputFileNotFoundError`, :class:`NotRootFileError`,
+        :class:`CorruptFileError`, :class:`TreeNotFoundError`, :class:`MissingBranchError`,
+        :class:`SchemaError`, :class:`NonFiniteError`, :class:`InvalidValueError`,
+        :class:`DuplicateEventError`, :class:`UnsupportedInputError`: with the file,
+        tree, branch or value named in the message (table in docs/reliability.md).
     """
     t0 = time.perf_counter()
-    if _is_event_array(source):
-        return _from_array(source, schema, branches, on_nonfinite, btag_wp, entry_start, entry_stop)
+    unique = _Unique(on_duplicate)
+    array = as_event_array(source)
+    if array is not None:
+        events = _from_array(
+            array, schema, branches, on_nonfinite, btag_wp, entry_start, entry_stop
+        )
+        unique.add(events, f"awkward input ({type(source).__name__})")
+        return events
     paths = resolve_paths(source)
     trees = [_open_tree(p, tree, schema, branches) for p in paths]
     parts: list[ak.Array] = []
@@ -457,8 +582,9 @@ def open_events(
         for t, (lo, hi, offset) in zip(trees, ranges):
             if hi <= lo and parts:
                 continue
-            arrays = t.tree.arrays(_branch_names(t), entry_start=lo, entry_stop=hi, how=dict)
-            parts.append(_read(t, arrays, hi - lo, offset + lo, on_nonfinite, btag_wp))
+            parts.append(_read(t, lo, hi, offset, on_nonfinite, btag_wp))
+            unique.new_file()
+            unique.add(parts[-1], f"{t.path!r}, tree {t.name!r}")
     finally:
         for t in trees:
             t.tree.file.close()
@@ -483,6 +609,7 @@ def iterate_events(
     entry_stop: int | None = None,
     branches: Sequence[str] | None = None,
     on_nonfinite: OnNonFinite = "raise",
+    on_duplicate: OnDuplicate = "raise",
     btag_wp: float = DEEPJET_MEDIUM_WP,
 ) -> Iterator[ak.Array]:
     """Yield chunks of at most ``step_size`` events (never spanning two files).
@@ -492,21 +619,63 @@ def iterate_events(
     """
     if step_size < 1:
         raise ValueError(f"step_size must be >= 1, got {step_size}")
-    if _is_event_array(source):
-        start, stop, _ = slice(entry_start, entry_stop).indices(len(source))
+    unique = _Unique(on_duplicate)
+    array = as_event_array(source)
+    if array is not None:
+        start, stop, _ = slice(entry_start, entry_stop).indices(len(array))
         for lo in range(start, stop, step_size):
-            yield _from_array(
-                source, schema, branches, on_nonfinite, btag_wp, lo, min(lo + step_size, stop)
+            chunk = _from_array(
+                array, schema, branches, on_nonfinite, btag_wp, lo, min(lo + step_size, stop)
             )
+            unique.add(chunk, f"awkward input ({type(source).__name__})")
+            yield chunk
         return
     trees = [_open_tree(p, tree, schema, branches) for p in resolve_paths(source)]
     try:
         ranges = _ranges([t.tree.num_entries for t in trees], entry_start, entry_stop)
         for t, (lo, hi, offset) in zip(trees, ranges):
+            unique.new_file()
             for c0 in range(lo, hi, step_size):
                 c1 = min(c0 + step_size, hi)
-                arrays = t.tree.arrays(_branch_names(t), entry_start=c0, entry_stop=c1, how=dict)
-                yield _read(t, arrays, c1 - c0, offset + c0, on_nonfinite, btag_wp)
+                chunk = _read(t, c0, c1, offset, on_nonfinite, btag_wp)
+                unique.add(chunk, f"{t.path!r}, tree {t.name!r}")
+                yield chunk
     finally:
         for t in trees:
             t.tree.file.close()
+
+
+def inspect_files(
+    source: Any,
+    *,
+    tree: str = "Events",
+    schema: SchemaName = "auto",
+    check_entries: int = 1000,
+) -> list[dict[str, Any]]:
+    """Open every input file and validate it without reading it all (``train --dry-run``).
+
+    Each file is opened, its tree and schema resolved, the required branches checked and
+    its first ``check_entries`` entries read and validated like :func:`open_events` does
+    (types, jagged counts, finite and physical values, unique event numbers).
+
+    Returns
+    -------
+    list of dict
+        Per file: ``path``, ``tree``, ``schema``, ``entries``.
+
+    Raises
+    ------
+    HepvldIOError
+        As :func:`open_events`, naming the file.
+    """
+    out = []
+    for path in resolve_paths(source):
+        t = _open_tree(path, tree, schema, None)
+        try:
+            n = int(t.tree.num_entries)
+            chunk = _read(t, 0, min(n, check_entries), 0, "raise", DEEPJET_MEDIUM_WP)
+            _Unique("raise").add(chunk, f"{path!r}, tree {t.name!r}")
+        finally:
+            t.tree.file.close()
+        out.append({"path": path, "tree": t.name, "schema": t.schema.name, "entries": n})
+    return out

@@ -56,9 +56,13 @@ def load_network(
 
     The averaged (EMA) weights are used when present and ``use_ema``.
     """
-    from hepvld.training.checkpoint import load_model
+    from hepvld.training.checkpoint import check_unfolding_meta, load_model
 
-    net, ckpt = load_model(checkpoint, rebuild_model, use_ema=use_ema, device=device)
+    def checked(meta: dict[str, Any]) -> nn.Module:
+        check_unfolding_meta(meta.get("extra", meta), checkpoint)
+        return rebuild_model(meta)
+
+    net, ckpt = load_model(checkpoint, checked, use_ema=use_ema, device=device)
     meta = dict(ckpt.meta.get("extra", ckpt.meta))
     meta["step"] = ckpt.meta.get("step")
     return net, meta

@@ -367,12 +367,15 @@ def write_root(
     *,
     layout: Literal["nanoaod", "delphes"] = "nanoaod",
     tree: str | None = None,
+    basket_size: int | None = None,
 ) -> None:
     """Write events (as from :func:`toy_events`) to a ROOT file with ``uproot``.
 
     ``layout="nanoaod"`` writes the hepvld/NanoAOD branch names (``nJet``, ``Jet_pt``, ...)
     into tree ``Events``; ``"delphes"`` writes Delphes-style branches (``Jet_size``,
     ``Jet.PT``, ``Particle.PID``, ``Event.Number`` as length-1 lists, ...) into ``Delphes``.
+    ``basket_size`` (NanoAOD layout): entries per basket (default: one basket), as real
+    files have several.
     """
     import uproot
 
@@ -387,9 +390,11 @@ def write_root(
                 data[name] = ak.zip({f: col[f] for f in col.fields})
             else:
                 data[name] = ak.to_numpy(col)
+        step = basket_size or max(len(events), 1)
         with uproot.recreate(path) as f:
             f.mktree(tree or "Events", {k: _type_of(v) for k, v in data.items()})
-            f[tree or "Events"].extend(data)
+            for lo in range(0, max(len(events), 1), step):
+                f[tree or "Events"].extend({k: v[lo : lo + step] for k, v in data.items()})
         return
     one = ak.unflatten
     ev = events

@@ -39,13 +39,19 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 import hepvld
+from hepvld.io.errors import CheckpointError, CheckpointNotFoundError
 
 __all__ = [
     "FORMAT_VERSION",
+    "UNFOLDING_KEYS",
     "Checkpoint",
+    "CheckpointError",
+    "CheckpointNotFoundError",
+    "check_unfolding_meta",
     "find_checkpoint",
     "load_checkpoint",
     "load_model",
+    "load_state_checked",
     "save_checkpoint",
     "unwrap_model",
 ]
@@ -206,6 +212,10 @@ def save_checkpoint(
     """
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    for stale in (*ckpt_root.glob(".tmp-step_*"), *ckpt_root.glob(".old-step_*")):
+        # left by a run killed while saving (one writer per run directory)
+        log.info("removing %s, left by an interrupted save", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     name = f"step_{step:08d}"
     final = ckpt_root / name
     tmp = ckpt_root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
@@ -258,29 +268,95 @@ def save_checkpoint(
 # --------------------------------------------------------------------------- load
 
 
+#: Leading bytes of files that are *not* checkpoints but pickles / torch zip archives.
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(
+            f"{path} ({what}) is truncated or not JSON ({exc}); the checkpoint is damaged: "
+            "use an earlier one (checkpoints/step_*) or retrain"
+        ) from None
+
+
+def _refuse_file(path: Path) -> None:
+    """A plain file offered as a checkpoint: say what it is, never unpickle it."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin") or head.startswith(
+        _PICKLE_MAGIC
+    ):
+        raise CheckpointError(
+            f"{path} is a pickle / torch.save file: hepvld never unpickles (loading a pickle can "
+            "run arbitrary code); pass a run directory or checkpoint directory written by "
+            "python -m hepvld.train (model.safetensors + meta.json)"
+        )
+    raise CheckpointError(
+        f"{path} is a file, not a checkpoint: pass a run directory or a checkpoint "
+        "directory (model.safetensors + meta.json)"
+    )
+
+
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """Resolve a run directory, its ``checkpoints/`` folder, ``latest.json`` or a checkpoint
     directory to the checkpoint directory holding ``meta.json``.
 
     Raises
     ------
-    FileNotFoundError
-        If there is no complete checkpoint there.
+    CheckpointNotFoundError
+        If there is no complete checkpoint there (a ``FileNotFoundError``).
+    CheckpointError
+        A file that is no checkpoint (e.g. a pickled ``.pt``: refused, never unpickled) or
+        a damaged ``latest.json``.
     """
     path = Path(path)
+    if not path.exists():
+        raise CheckpointNotFoundError(
+            f"checkpoint {path} does not exist: pass the run directory of python -m hepvld.train "
+            "(-o/--run-dir) or a checkpoint directory inside it"
+        )
+    if path.is_file() and path.name not in (_LATEST, _META):
+        _refuse_file(path)
+    if path.is_file() and path.name == _META:
+        return path.parent
     for candidate in (path, path / "checkpoints"):
         if (candidate / _META).is_file():
             return candidate
         pointer = candidate if candidate.name == _LATEST else candidate / _LATEST
         if pointer.is_file():
-            with open(pointer) as f:
-                target = pointer.parent / json.load(f)["checkpoint"]
+            pointed = _read_json(pointer, "checkpoint pointer")
+            if not isinstance(pointed, dict) or "checkpoint" not in pointed:
+                raise CheckpointError(f"{pointer} has no 'checkpoint' entry; it is damaged")
+            target = pointer.parent / str(pointed["checkpoint"])
             if (target / _META).is_file():
                 return target
-            raise FileNotFoundError(f"{pointer} points to {target}, which has no {_META}")
-    raise FileNotFoundError(
-        f"no checkpoint at {path} (looked for {_META} and checkpoints/{_LATEST})"
+            raise CheckpointNotFoundError(
+                f"{pointer} points to {target}, which has no {_META}; pass an existing "
+                "checkpoint directory (checkpoints/step_*) instead"
+            )
+    raise CheckpointNotFoundError(
+        f"no checkpoint at {path} (looked for {_META} and checkpoints/{_LATEST}); pass the run "
+        "directory of python -m hepvld.train or a checkpoint directory inside it"
     )
+
+
+def _load_tensors(path: Path, device: str) -> dict[str, Tensor]:
+    try:
+        return load_file(path, device=device)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{path} is missing: the checkpoint {path.parent} is incomplete; use an earlier "
+            "one (checkpoints/step_*) or retrain"
+        ) from None
+    except Exception as exc:  # safetensors raises SafetensorError for damaged headers
+        raise CheckpointError(
+            f"{path} is truncated or damaged ({type(exc).__name__}: {exc}); use an earlier "
+            "checkpoint (checkpoints/step_*) or retrain"
+        ) from None
 
 
 def load_checkpoint(
@@ -295,24 +371,45 @@ def load_checkpoint(
         checkpoint directory.
     map_location
         Device for the tensors.
+
+    Raises
+    ------
+    CheckpointNotFoundError, CheckpointError
+        Missing, damaged (truncated JSON / safetensors), or of a newer format; the message
+        names the file and what to do.
     """
     ckpt_dir = find_checkpoint(path)
-    with open(ckpt_dir / _META) as f:
-        meta = json.load(f)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{ckpt_dir}: checkpoint format {meta.get('format_version')}, expected {FORMAT_VERSION}"
+    meta = _read_json(ckpt_dir / _META, "checkpoint metadata")
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{ckpt_dir / _META} is not a JSON object; the checkpoint is damaged")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        by = meta.get("hepvld_version", "an unknown hepvld version")
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise CheckpointError(
+            f"{ckpt_dir}: checkpoint format {version!r} (written by hepvld {by}); this hepvld "
+            f"({hepvld.__version__}) reads format {FORMAT_VERSION}: "
+            + ("upgrade hepvld to load it" if newer else "retrain with this hepvld version")
         )
+    missing = [k for k in ("step", "state") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{ckpt_dir / _META} lacks the keys {missing}; it is damaged")
     device = str(map_location)
-    model_state = load_file(ckpt_dir / "model.safetensors", device=device)
+    model_state = _load_tensors(ckpt_dir / "model.safetensors", device)
     ema_file = ckpt_dir / "ema.safetensors"
-    ema_state = load_file(ema_file, device=device) if ema_file.is_file() else None
-    tensors = load_file(ckpt_dir / "state.safetensors", device=device)
+    ema_state = _load_tensors(ema_file, device) if ema_file.is_file() else None
+    tensors = _load_tensors(ckpt_dir / "state.safetensors", device)
     skeleton = meta.pop("state")
-    optimizer_state, scheduler_state, scaler_state = (
-        None if skeleton.get(key) is None else _from_json_tree(skeleton[key], tensors)
-        for key in ("optimizer", "scheduler", "scaler")
-    )
+    try:
+        optimizer_state, scheduler_state, scaler_state = (
+            None if skeleton.get(key) is None else _from_json_tree(skeleton[key], tensors)
+            for key in ("optimizer", "scheduler", "scaler")
+        )
+    except (KeyError, AttributeError, TypeError) as exc:
+        raise CheckpointError(
+            f"{ckpt_dir}: optimiser state in {_META} does not match state.safetensors ({exc!r}); "
+            "the checkpoint is damaged"
+        ) from None
     rng_state = {k[len("rng/") :]: v.cpu() for k, v in tensors.items() if k.startswith("rng/")}
     return Checkpoint(
         path=ckpt_dir,
@@ -324,6 +421,91 @@ def load_checkpoint(
         scaler_state=scaler_state,
         rng_state=rng_state,
     )
+
+
+#: ``meta["extra"]`` keys an unfolding checkpoint (``python -m hepvld.train``) must hold.
+UNFOLDING_KEYS: tuple[str, ...] = (
+    "model",
+    "model_config",
+    "object_features",
+    "global_features",
+    "target_dim",
+    "detector_preprocessor",
+    "target_preprocessor",
+)
+
+
+def check_unfolding_meta(extra: Mapping[str, Any], where: str | os.PathLike[str]) -> None:
+    """The metadata of an unfolding checkpoint is complete and self-consistent.
+
+    Checks that every key of :data:`UNFOLDING_KEYS` is present and that the preprocessing
+    state matches the network's sizes (target preprocessor: ``target_dim`` entries;
+    detector preprocessor: ``object_features`` / ``global_features`` columns).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the checkpoint and the missing key or the mismatching sizes.
+    """
+    missing = [k for k in UNFOLDING_KEYS if k not in extra]
+    if missing:
+        raise CheckpointError(
+            f"{where}: checkpoint metadata lacks {missing}: it was not written by "
+            "python -m hepvld.train (or is damaged); retrain or pass another checkpoint"
+        )
+
+    def size(state: Any, key: str) -> int | None:
+        value = state.get(key) if isinstance(state, Mapping) else None
+        return len(value) if isinstance(value, list) else None
+
+    tgt = extra["target_preprocessor"]
+    checks = [
+        ("target_preprocessor mean", size(tgt, "mean"), int(extra["target_dim"])),
+        ("target_preprocessor scale", size(tgt, "scale"), int(extra["target_dim"])),
+    ]
+    det = extra["detector_preprocessor"]
+    for key in ("obj_mean", "obj_scale"):
+        checks.append(
+            (f"detector_preprocessor {key}", size(det, key), int(extra["object_features"]))
+        )
+    for key in ("glob_mean", "glob_scale"):
+        checks.append(
+            (f"detector_preprocessor {key}", size(det, key), int(extra["global_features"]))
+        )
+    for name, got, expected in checks:
+        if got is not None and expected is not None and got != expected:
+            raise CheckpointError(
+                f"{where}: {name} has {got} entries but the network expects {expected}: the "
+                "preprocessing state does not belong to this network; retrain or pass the "
+                "checkpoint it came from"
+            )
+
+
+def load_state_checked(model: nn.Module, state: Mapping[str, Tensor], where: Any) -> None:
+    """``model.load_state_dict(state)`` with a :class:`CheckpointError` naming the first
+    missing / unexpected / mis-shaped tensors (weights of another model)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} tensors missing (e.g. {missing[:3]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
+        if shapes:
+            parts.append(f"{len(shapes)} with other shapes (e.g. {shapes[:2]})")
+        raise CheckpointError(
+            f"{where}: the weights do not fit the network described by its metadata: "
+            + "; ".join(parts)
+            + ": model.safetensors comes from another model; use the checkpoint's own files"
+        )
+    model.load_state_dict(state)
 
 
 def load_model(
@@ -350,5 +532,5 @@ def load_model(
     ckpt = load_checkpoint(path)
     model = model_factory(ckpt.meta)
     state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
-    model.load_state_dict(state)
+    load_state_checked(model, state, ckpt.path)
     return model.to(device).eval(), ckpt
