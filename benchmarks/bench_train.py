@@ -1,6 +1,6 @@
 """Training throughput (events/s): old settings vs new, side by side in one run.
 
-    python benchmarks/bench_train.py --preset paper --batch-size 1024 --threads 1 \
+    python benchmarks/bench_train.py --presets paper --batch-size 1024 --threads 1 \
         --settings old new fused bf16 compile
 
 Each setting runs the training loop's step (``hepvld.training.batches.take`` of a random
@@ -61,9 +61,9 @@ SETTINGS = {
 class Runner:
     """One setting's model, optimiser and step function."""
 
-    def __init__(self, setting: Setting, args: argparse.Namespace, data, dev) -> None:
-        self.setting, self.data, self.dev, self.args = setting, data, dev, args
-        self.model = build(args.preset, args.model, dev)
+    def __init__(self, preset: str, setting: Setting, args: argparse.Namespace, data, dev) -> None:
+        self.preset, self.setting, self.data, self.dev, self.args = preset, setting, data, dev, args
+        self.model = build(preset, args.model, dev)
         self.model.detector_encoder.packed = setting.packed
         config = TrainConfig(lr=1e-5, device=dev.type)
         if setting.optimizer == "default":
@@ -77,7 +77,7 @@ class Runner:
             )
         self.ema = EMA(self.model, 0.999)
         net: torch.nn.Module = LossModule(self.model)
-        self.net = torch.compile(net) if setting.compile else net
+        self.net = torch.compile(net, dynamic=True) if setting.compile else net
         self.gen = torch.Generator(dev).manual_seed(0)
         self.order = torch.Generator().manual_seed(1)
         self.times: list[float] = []
@@ -107,7 +107,7 @@ class Runner:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="paper")
+    p.add_argument("--presets", nargs="+", default=["paper"])
     p.add_argument("--model", default="vld")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--settings", nargs="+", default=["old", "new"], choices=sorted(SETTINGS))
@@ -123,29 +123,33 @@ def main() -> None:
     data = detector_batch(8 * args.batch_size, file=args.multiplicity_file)
     if dev.type == "cuda":
         data = {k: v.to(dev) for k, v in data.items()}
-    runners = [Runner(SETTINGS[name], args, data, dev) for name in args.settings]
+    runners = [
+        Runner(preset, SETTINGS[name], args, data, dev)
+        for preset in args.presets
+        for name in args.settings
+    ]
     for r in runners:
         r.step(record=False)  # warm-up (and compilation)
     for _ in range(args.rounds):
         for r in runners:
             for _ in range(args.steps):
                 r.step(record=True)
-    n_params = sum(p.numel() for p in runners[0].model.parameters())
     mean_objects = data["mask"].float().sum(1).mean().item()
     print(
-        f"model={args.model} preset={args.preset} params={n_params / 1e6:.2f}M "
-        f"batch={args.batch_size} device={dev} threads={torch.get_num_threads()} "
-        f"mean real objects {mean_objects:.2f} of {data['mask'].shape[1]}"
+        f"model={args.model} batch={args.batch_size} device={dev} "
+        f"threads={torch.get_num_threads()} mean real objects {mean_objects:.2f} of "
+        f"{data['mask'].shape[1]}"
     )
     base = statistics.median(runners[0].times)
-    print("| setting | median step [ms] | events/s | vs first | data loading |")
-    print("|---|---:|---:|---:|---:|")
+    print("| preset | params | setting | median step [ms] | events/s | vs first | data loading |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for r in runners:
         med = statistics.median(r.times)
         load = statistics.median(r.load_times) / med
+        n_params = sum(p.numel() for p in r.model.parameters())
         print(
-            f"| {r.setting.name} | {med * 1e3:.0f} | {args.batch_size / med:.0f} | "
-            f"{base / med:.2f}x | {load:.1%} |"
+            f"| {r.preset} | {n_params / 1e6:.2f}M | {r.setting.name} | {med * 1e3:.0f} | "
+            f"{args.batch_size / med:.0f} | {base / med:.2f}x | {load:.1%} |"
         )
     if dev.type == "cuda":
         print(f"CUDA peak allocated {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")

@@ -147,7 +147,7 @@ def unfold(
     n_samples: int = 100,
     sampler: str = "dpmpp2m",
     steps: int = 50,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     seed: int = 0,
     device: str | None = None,
     raw: bool = False,
@@ -168,7 +168,8 @@ def unfold(
     sampler, steps
         Sampler name (``ddpm``, ``ddim``, ``pndm``, ``dpmpp2m``) and number of steps.
     batch_size
-        Events per network call (``batch_size * n_samples`` draws at once).
+        Events per network call (``batch_size * n_samples`` draws at once); default:
+        :func:`hepvld.runtime.auto_batch_size` for the device.
     seed
         Draws depend only on ``(seed, event number)`` for the deterministic samplers
         (``ddim``, ``pndm``, ``dpmpp2m``), whatever the chunking; ``ddpm`` also draws
@@ -196,12 +197,16 @@ def unfold(
 
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     um = _as_unfolding_model(model, device)
     net = um.model
     net.eval()
     dev = um.device
+    if batch_size is None:
+        from hepvld.runtime import auto_batch_size
+
+        batch_size = auto_batch_size(n_samples, model=net, device=dev)
 
     events = open_events(events, tree=tree)
     mask, cutflow = select(events, require_truth=False)

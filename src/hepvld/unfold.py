@@ -89,7 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n-samples", "-S", type=int, default=100, help="posterior draws per event")
     p.add_argument("--sampler", default="dpmpp2m", help="ddpm, ddim, pndm or dpmpp2m")
     p.add_argument("--steps", type=int, default=50, help="sampler steps")
-    p.add_argument("--batch-size", type=int, default=1024, help="events per network call")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="events per network call (default: hepvld.runtime.auto_batch_size)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compression", default="zstd", choices=_COMPRESSION)
