@@ -54,6 +54,7 @@ SETTINGS = {
     "foreach": Setting("foreach", optimizer="foreach"),
     "bf16": Setting("bf16", bf16=True),
     "compile": Setting("compile", compile=True),
+    "bf16-compile": Setting("bf16-compile", bf16=True, compile=True),
     "padded": Setting("padded", packed=False),
 }
 
