@@ -178,7 +178,7 @@ def unfold(
     n_samples: int = 100,
     sampler: str | SamplerSpec = "dpmpp2m",
     steps: int | None = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     seed: int = 0,
     device: str | None = None,
     raw: bool = False,
@@ -206,7 +206,8 @@ def unfold(
         A :class:`~hepvld.diffusion.SamplerSpec`, or a sampler name (``ddpm``, ``ddim``,
         ``pndm``, ``dpmpp2m``) with its number of steps (default 50).
     batch_size
-        Events per network call (``batch_size * n_samples`` draws at once).
+        Events per network call (``batch_size * n_samples`` draws at once); default:
+        :func:`hepvld.runtime.auto_batch_size` for the device.
     seed
         Draws depend only on ``(seed, event number)``, whatever the chunking, for every
         sampler: the initial noise and ``ddpm``'s per-step noise are keyed per event.
@@ -247,7 +248,7 @@ def unfold(
 
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     spec = sampler_spec(sampler, steps)
     um = _as_unfolding_model(model, device)
@@ -255,6 +256,10 @@ def unfold(
     net.eval()
     dev = um.device
     level = um.level
+    if batch_size is None:
+        from hepvld.runtime import auto_batch_size
+
+        batch_size = auto_batch_size(n_samples, model=net, device=dev)
 
     events = open_events(
         events,

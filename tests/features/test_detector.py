@@ -57,3 +57,52 @@ def test_event_without_lepton_is_masked() -> None:
     assert (d.mask[:, 0] <= (d.mask[:, 0] | ~mask)).all()
     no_lep = ~d.mask[:, 0]
     assert no_lep.any() and (d.objects[no_lep, 0] == 0).all()
+
+
+def _reference(events: ak.Array, max_jets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-event Python reference with vector objects (slow; a cross-check only)."""
+    import vector
+
+    from hepvld.features import PAPER_CUTS as c
+
+    n = 1 + max_jets
+    objects = np.zeros((len(events), n, 12))
+    mask = np.zeros((len(events), n), dtype=bool)
+
+    def feats(o, onehot):
+        v = vector.obj(pt=o["pt"], eta=o["eta"], phi=o["phi"], mass=o["mass"])
+        return [v.mass, v.pt, v.phi, v.eta, v.E, v.px, v.py, v.pz, *onehot]
+
+    for i, ev in enumerate(ak.to_list(events)):
+        leps = [
+            (e, 1.0)
+            for e in ev["Electron"]
+            if e["pt"] > c.lepton_pt_min
+            and abs(e["eta"]) < c.lepton_eta_max
+            and e.get("pfRelIso03_all", 0.0) < c.electron_iso_max
+        ] + [
+            (m, 0.0)
+            for m in ev["Muon"]
+            if m["pt"] > c.lepton_pt_min
+            and abs(m["eta"]) < c.lepton_eta_max
+            and m.get("pfRelIso04_all", 0.0) < c.muon_iso_max
+        ]
+        if leps:
+            lep, is_e = sorted(leps, key=lambda x: -x[0]["pt"])[0]
+            objects[i, 0] = feats(lep, (0, 0, is_e, 1 - is_e))
+            mask[i, 0] = True
+        jets = [j for j in ev["Jet"] if j["pt"] > c.jet_pt_min and abs(j["eta"]) < c.jet_eta_max]
+        for k, j in enumerate(sorted(jets, key=lambda j: -j["pt"])[:max_jets]):
+            b = float(j["btagged"])
+            objects[i, 1 + k] = feats(j, (b, 1 - b, 0, 0))
+            mask[i, 1 + k] = True
+    return objects, mask
+
+
+@pytest.mark.parametrize("max_jets", [20, 4])
+def test_values_match_a_per_event_reference(max_jets: int) -> None:
+    ev = toy_events(60, seed=4)  # unselected: events without a lepton or with few jets too
+    d = detector_tensors(ev, max_jets=max_jets)
+    objects, mask = _reference(ev, max_jets)
+    np.testing.assert_array_equal(d.mask, mask)
+    np.testing.assert_allclose(d.objects, objects, rtol=2e-6, atol=1e-4)

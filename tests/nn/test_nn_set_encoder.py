@@ -106,3 +106,32 @@ def test_training_mode_gradients_and_empty_rows() -> None:
 def test_heads_must_divide_dim() -> None:
     with pytest.raises(ValueError, match="divisible"):
         SetEncoder(F, G, dim=10, heads=4, layers=1)
+
+
+@pytest.mark.parametrize("all_empty", [False, True])
+def test_packed_equals_padded_computation(all_empty: bool) -> None:
+    encoder = _encoder(global_features=G)
+    encoder.train()  # dropout 0: deterministic
+    objects, mask, globals_ = _inputs()
+    if all_empty:
+        mask = torch.zeros_like(mask)
+    outputs, grads = [], []
+    for packed in (True, False):
+        encoder.packed = packed
+        encoder.zero_grad()
+        event, obj = encoder(objects, mask, globals_)
+        (event.square().sum() + obj.sum()).backward()
+        outputs.append((event, obj))
+        # a parameter that no real token reached has no gradient (None) or a zero one
+        grads.append(
+            {
+                k: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                for k, p in encoder.named_parameters()
+            }
+        )
+    (event_p, obj_p), (event_d, obj_d) = outputs
+    assert obj_p.shape == obj_d.shape == (B, N, D)
+    torch.testing.assert_close(event_p, event_d, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(obj_p, obj_d, atol=1e-5, rtol=1e-5)
+    for key, grad in grads[1].items():
+        torch.testing.assert_close(grads[0][key], grad, atol=1e-5, rtol=1e-4, msg=key)

@@ -43,7 +43,12 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
         "--sampler", default="dpmpp2m", choices=sorted(SAMPLERS), help="diffusion sampler"
     )
     p.add_argument("--steps", type=int, default=50, help="sampler steps")
-    p.add_argument("--batch-size", type=int, default=1024, help="events per network call")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="events per network call (default: hepvld.runtime.auto_batch_size)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the draws")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--compression", default="zstd", choices=COMPRESSION, help="output codec")

@@ -71,9 +71,27 @@ def pad(array: Any, n: int, fill: float = 0.0, dtype: Any = np.float32) -> np.nd
     return np.asarray(out, dtype=dtype).reshape(len(array), n)
 
 
-def _features(p4: Any, onehot: tuple[Any, ...], n: int) -> np.ndarray:
-    cols = [p4.mass, p4.pt, p4.phi, p4.eta, p4.E, p4.px, p4.py, p4.pz, *onehot]
-    return np.stack([pad(c, n) for c in cols], axis=-1)
+def _flat(array: Any, dtype: Any = np.float64) -> np.ndarray:
+    """The flat numpy content of a jagged ``(B, var)`` array (no copy where possible)."""
+    return np.asarray(ak.to_numpy(ak.flatten(array, axis=1)), dtype=dtype)
+
+
+def _p4_features(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray) -> list:
+    """``M, pT, phi, eta, E, px, py, pz`` of ``(pt, eta, phi, mass)`` vectors (as vector's
+    ``Momentum4D``: ``|p| = pT cosh(eta)``, ``E = sqrt(|p|^2 + M^2)``)."""
+    p = pt * np.cosh(eta)
+    energy = np.sqrt(p * p + mass * mass)
+    return [mass, pt, phi, eta, energy, pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)]
+
+
+def _ranked(event: np.ndarray, pt: np.ndarray, n_events: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, rank)``: objects ordered by event then decreasing pT (ties keep their
+    input order), and each one's 0-based rank in its event (after ordering)."""
+    order = np.lexsort((-pt, event))
+    counts = np.bincount(event, minlength=n_events)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(order)) - np.repeat(starts, counts)
+    return order, rank
 
 
 def detector_tensors(
@@ -96,26 +114,51 @@ def detector_tensors(
     -------
     DetectorTensors
         ``objects (B, N, 12)``, ``mask (B, N)``, ``globals (B, 2)``.
+
+    Notes
+    -----
+    The jagged collections are flattened to numpy once and every feature is computed on
+    the flat arrays and scattered into the padded layout (no per-feature padding of
+    awkward arrays, no vector behaviours): the same values as
+    :func:`~hepvld.features.detector.pad` applied to vector's ``Momentum4D`` properties.
     """
     if max_jets < 1:
         raise ValueError(f"max_jets must be >= 1, got {max_jets}")
     B = len(events)
+    n_slots = 1 + max_jets
+    objects = np.zeros((B, n_slots, len(DETECTOR_FEATURES)), dtype=np.float32)
+    mask = np.zeros((B, n_slots), dtype=bool)
+    rows = np.arange(B)
+
+    # leptons: the leading selected electron or muon (electrons first on equal pT)
     e_ok, m_ok = good_leptons(events, cuts)
-    e, m = events.Electron[e_ok], events.Muon[m_ok]
+    parts = []
+    for coll, ok, is_e in ((events.Electron, e_ok, 1.0), (events.Muon, m_ok, 0.0)):
+        keep = _flat(ok, bool)
+        event = np.repeat(rows, ak.to_numpy(ak.num(ok, axis=1)))[keep]
+        kin = [_flat(coll[k])[keep] for k in ("pt", "eta", "phi", "mass")]
+        parts.append((event, kin, np.full(len(event), is_e)))
+    event = np.concatenate([p[0] for p in parts])
+    pt, eta, phi, mass = (np.concatenate([p[1][i] for p in parts]) for i in range(4))
+    is_e = np.concatenate([p[2] for p in parts])
+    order, rank = _ranked(event, pt, B)
+    lead = order[rank == 0]
+    lep_rows = event[lead]
+    zeros = np.zeros(len(lead))
+    lep_features = _p4_features(pt[lead], eta[lead], phi[lead], mass[lead])
+    lep_features += [zeros, zeros, is_e[lead], 1.0 - is_e[lead]]
+    objects[lep_rows, 0] = np.stack(lep_features, axis=-1)
+    mask[lep_rows, 0] = True
 
-    def lepton_record(c: Any, is_e: int) -> ak.Array:
-        return ak.zip(
-            {"pt": c.pt, "eta": c.eta, "phi": c.phi, "mass": c.mass, "is_e": c.pt * 0 + is_e}
-        )
-
-    leps = ak.concatenate([lepton_record(e, 1), lepton_record(m, 0)], axis=1)
-    leps = leps[ak.argsort(leps.pt, axis=1, ascending=False)]
-    lep = ak.zip({k: leps[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")[:, :1]
-    lep_obj = _features(lep, (lep.pt * 0, lep.pt * 0, leps.is_e[:, :1], 1 - leps.is_e[:, :1]), 1)
-
-    jets = events.Jet[good_jets(events, cuts)]
-    jets = jets[ak.argsort(jets.pt, axis=1, ascending=False)]
-    n_jets = ak.to_numpy(ak.num(jets, axis=1))
+    # jets: the leading max_jets selected jets in decreasing pT
+    jet_ok = good_jets(events, cuts)
+    keep = _flat(jet_ok, bool)
+    event = np.repeat(rows, ak.to_numpy(ak.num(jet_ok, axis=1)))[keep]
+    jets = events.Jet
+    pt, eta, phi, mass = (_flat(jets[k])[keep] for k in ("pt", "eta", "phi", "mass"))
+    btag = _flat(jets.btagged, np.float64)[keep]
+    order, rank = _ranked(event, pt, B)
+    n_jets = np.bincount(event, minlength=B)
     truncated = int((n_jets > max_jets).sum())
     if truncated:
         log.warning(
@@ -128,20 +171,14 @@ def detector_tensors(
             int(np.clip(n_jets - max_jets, 0, None).sum()),
             int(n_jets.max() - max_jets),
         )
-    jp4 = ak.zip({k: jets[k] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D")
-    btag = ak.values_astype(jets.btagged, np.float32)
-    zero = jets.pt * 0
-    jet_obj = _features(jp4, (btag, 1 - btag, zero, zero), max_jets)
+    kept = order[rank < max_jets]
+    slot = 1 + rank[rank < max_jets]
+    zeros = np.zeros(len(kept))
+    jet_features = _p4_features(pt[kept], eta[kept], phi[kept], mass[kept])
+    jet_features += [btag[kept], 1.0 - btag[kept], zeros, zeros]
+    objects[event[kept], slot] = np.stack(jet_features, axis=-1)
+    mask[event[kept], slot] = True
 
-    objects = np.concatenate([lep_obj, jet_obj], axis=1).astype(np.float32)
-    mask = np.concatenate(
-        [
-            (ak.to_numpy(ak.num(lep, axis=1)) > 0)[:, None],
-            np.arange(max_jets)[None, :] < n_jets[:, None],
-        ],
-        axis=1,
-    ).reshape(B, 1 + max_jets)
-    objects[~mask] = 0.0
     glob = np.stack(
         [
             np.asarray(ak.to_numpy(events.MET.pt), dtype=np.float32),

@@ -152,8 +152,9 @@ class VLD(ConditionalGenerator):
         scale = (mean.var(0, unbiased=False) + 1e-8).sqrt()
         with torch.no_grad():
             m = 1.0 if int(self.latent_updates) == 0 else self.config.latent_norm_momentum
-            self.latent_shift.lerp_(shift.detach(), m)
-            self.latent_scale.lerp_(scale.detach(), m)
+            # (under autocast the batch statistics may be bf16; the buffers stay fp32)
+            self.latent_shift.lerp_(shift.detach().to(self.latent_shift.dtype), m)
+            self.latent_scale.lerp_(scale.detach().to(self.latent_scale.dtype), m)
             self.latent_updates += 1
         return shift, scale
 

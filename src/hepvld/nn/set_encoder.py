@@ -66,6 +66,36 @@ class MaskedSelfAttention(nn.Module):
         )
         return self.out(y.transpose(1, 2).reshape(b, length, dim))
 
+    def forward_packed(self, x: Tensor, index: Tensor, key_mask: Tensor) -> Tensor:
+        """Attend, with the tokens packed: only real tokens pass the projections.
+
+        Parameters
+        ----------
+        x : (T, D)
+            The real tokens of all events, row-major: ``x = padded.flatten(0, 1)[index]``.
+        index : (T,) int64
+            Their positions in the flattened ``(B * L)`` padded layout.
+        key_mask : (B, L) bool
+            True for real tokens (``key_mask.flatten().nonzero() == index``).
+
+        Returns
+        -------
+        Tensor (T, D), the same values as :meth:`forward` on the padded layout at ``index``.
+        """
+        b, length = key_mask.shape
+        dim = x.shape[-1]
+        qkv = self.qkv(x)
+        padded = qkv.new_zeros(b * length, 3 * dim).index_copy(0, index, qkv)
+        q, k, v = padded.view(b, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=key_mask[:, None, None, :],
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        return self.out(y.transpose(1, 2).reshape(b * length, dim).index_select(0, index))
+
 
 class SetEncoderLayer(nn.Module):
     """Pre-LN transformer layer whose feed-forward part is a :class:`GatedBlock`.
@@ -101,6 +131,12 @@ class SetEncoderLayer(nn.Module):
         x = x + self.dropout(self.attention(self.norm(x), key_mask))
         return self.feed_forward(x)
 
+    def forward_packed(self, x: Tensor, index: Tensor, key_mask: Tensor) -> Tensor:
+        """:meth:`forward` on packed real tokens ``x (T, D)``; see
+        :meth:`MaskedSelfAttention.forward_packed`. Returns ``(T, D)``."""
+        x = x + self.dropout(self.attention.forward_packed(self.norm(x), index, key_mask))
+        return self.feed_forward(x)
+
 
 class SetEncoder(nn.Module):
     """Transformer encoder of a detector event: a padded set of objects + global features.
@@ -130,6 +166,14 @@ class SetEncoder(nn.Module):
         Feed-forward expansion factor.
     dropout
         Dropout in attention and feed-forward parts.
+    packed
+        Compute only the real tokens (the default): the batch is trimmed to its last
+        occupied slot, and the per-token layers (embeddings, projections, feed-forward
+        blocks, norms) run on the ``T`` real tokens alone; only the attention itself sees
+        the ``(B, L)`` padded layout. The same function as ``packed=False`` (the padded
+        computation over all ``N`` slots) up to floating-point rounding, at a cost
+        proportional to the real multiplicity (``benchmarks/bench_train.py``). May be
+        switched per instance (``encoder.packed = False``); it holds no weights.
     """
 
     def __init__(
@@ -141,8 +185,10 @@ class SetEncoder(nn.Module):
         layers: int = 8,
         expansion: int = 2,
         dropout: float = 0.0,
+        packed: bool = True,
     ) -> None:
         super().__init__()
+        self.packed = packed
         self.in_features = in_features
         self.global_features = global_features
         self.object_embedding = nn.Sequential(
@@ -190,6 +236,8 @@ class SetEncoder(nn.Module):
         object_embeddings : (B, N, D)
             Per-object outputs, exactly zero in padded slots.
         """
+        if self.packed:
+            return self._forward_packed(objects, mask, globals)
         b = objects.shape[0]
         mask = mask.to(torch.bool)
         objects = objects.masked_fill(~mask.unsqueeze(-1), 0.0)
@@ -209,4 +257,48 @@ class SetEncoder(nn.Module):
         counts = mask.sum(1, keepdim=True).clamp_min(1).to(x.dtype)
         pooled = object_embeddings.sum(1) / counts
         event = self.event_projection(torch.cat([x[:, :n_special].flatten(1), pooled], dim=-1))
+        return event, object_embeddings
+
+    def _forward_packed(
+        self, objects: Tensor, mask: Tensor, globals: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` computing the real tokens only (see ``packed``)."""
+        b, n = mask.shape
+        mask = mask.to(torch.bool)
+        occupied = mask.any(0).nonzero()
+        used = int(occupied[-1]) + 1 if len(occupied) else 0  # trim trailing empty slots
+        mask_used = mask[:, :used]
+        special = [self.event_token.expand(b, -1)]
+        if self.global_embedding is not None:
+            if globals is None:
+                raise ValueError(f"SetEncoder expects globals of size {self.global_features}")
+            special.append(self.global_embedding(globals) + self.global_type)
+        n_special = len(special)
+        length = n_special + used
+        key_mask = torch.cat([mask.new_ones(b, n_special), mask_used], dim=1)
+        index = key_mask.flatten().nonzero().squeeze(1)  # (T,), row-major
+        # Real objects are embedded alone (padded values never enter an operation), then
+        # the special and object tokens are placed in packed (row-major) order.
+        obj_index = mask_used.flatten().nonzero().squeeze(1)
+        real_objects = objects[:, :used].reshape(b * used, objects.shape[-1])[obj_index]
+        obj_tokens = self.object_embedding(real_objects) + self.object_type
+        tokens = torch.stack([t.to(obj_tokens.dtype) for t in special], dim=1)  # (B, S, D)
+        dim = tokens.shape[-1]
+        layout = torch.cat([tokens, tokens.new_zeros(b, used, dim)], dim=1).flatten(0, 1)
+        if used:
+            obj_pos = (obj_index // used) * length + n_special + obj_index % used
+            layout = layout.index_copy(0, obj_pos, obj_tokens)
+        x = layout.index_select(0, index)  # (T, D)
+        for layer in self.layers:
+            x = layer.forward_packed(x, index, key_mask)
+        x = self.norm(x)
+        out = x.new_zeros(b * length, dim).index_copy(0, index, x).view(b, length, dim)
+        object_embeddings = out[:, n_special:]
+        counts = mask_used.sum(1, keepdim=True).clamp_min(1).to(x.dtype)
+        pooled = object_embeddings.sum(1) / counts
+        event = self.event_projection(torch.cat([out[:, :n_special].flatten(1), pooled], dim=-1))
+        if used < n:
+            object_embeddings = torch.cat(
+                [object_embeddings, object_embeddings.new_zeros(b, n - used, dim)], dim=1
+            )
         return event, object_embeddings

@@ -225,7 +225,8 @@ def train(
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         net: nn.Module = LossModule(model)
         if config.compile:
-            net = cast(nn.Module, torch.compile(net))
+            # T (real tokens) varies per batch
+            net = cast(nn.Module, torch.compile(net, dynamic=True))
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
@@ -335,7 +336,8 @@ def train(
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 terms = net(batch, loss_gen)
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms["loss"]).backward()
+            weight = batch_weight(batch)
+            scaler.scale(terms["loss"] * _ddp_weight_factor(weight, ctx)).backward()
             grad_norm = None
             if config.grad_clip is not None:
                 scaler.unscale_(optimizer)
@@ -345,7 +347,7 @@ def train(
             scaler.update()
             scheduler.step()
             ema.update(model)
-            window.add(terms, batch_weight(batch), len(idx), grad_norm)
+            window.add(terms, weight, len(idx), grad_norm)
 
             step += 1
             batch_in_epoch += 1
@@ -456,6 +458,18 @@ class _Window:
         rate = self.events * ctx.world_size / max(time.perf_counter() - self.t0, 1e-9)
         self._reset()
         return means, rate
+
+
+def _ddp_weight_factor(weight: Tensor, ctx: DistContext) -> Tensor | float:
+    """``world_size * w_rank / sum_r w_r``: the factor by which a process's loss (its own
+    weighted mean) is scaled before backward, so that the gradients DDP averages over
+    processes are those of the weighted mean over the union of their batches (with
+    unequal MC weights the plain average of per-process means would not be). 1 without
+    DDP."""
+    if not ctx.enabled:
+        return 1.0
+    total = all_reduce_sum(weight.detach().clone(), ctx)
+    return ctx.world_size * weight.detach() / total
 
 
 def _fmt(terms: Mapping[str, float]) -> str:

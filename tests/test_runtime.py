@@ -1,0 +1,21 @@
+"""Device-dependent defaults of hepvld.runtime."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hepvld.runtime import CPU_ROWS, auto_batch_size, recommended_threads
+
+
+def test_cpu_batch_size_targets_rows_per_call() -> None:
+    model = torch.nn.Linear(2, 2)
+    assert auto_batch_size(1, model=model) == CPU_ROWS
+    assert auto_batch_size(100, model=model) == CPU_ROWS // 100
+    assert auto_batch_size(10 * CPU_ROWS, device="cpu") == 1  # at least one event
+    with pytest.raises(ValueError, match="n_samples"):
+        auto_batch_size(0)
+
+
+def test_recommended_threads_is_positive() -> None:
+    assert 1 <= recommended_threads() <= (torch.get_num_threads() + 256)
