@@ -224,7 +224,7 @@ def train(
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         net: nn.Module = LossModule(model)
         if config.compile:
-            net = torch.compile(net, dynamic=True)  # T (real tokens) varies per batch
+            net = torch.compile(net)
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
