@@ -78,7 +78,7 @@ class Runner:
             )
         self.ema = EMA(self.model, 0.999)
         net: torch.nn.Module = LossModule(self.model)
-        self.net = torch.compile(net, dynamic=True) if setting.compile else net
+        self.net = torch.compile(net) if setting.compile else net
         self.gen = torch.Generator(dev).manual_seed(0)
         self.order = torch.Generator().manual_seed(1)
         self.times: list[float] = []

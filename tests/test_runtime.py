@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -17,5 +19,6 @@ def test_cpu_batch_size_targets_rows_per_call() -> None:
         auto_batch_size(0)
 
 
-def test_recommended_threads_is_positive() -> None:
-    assert 1 <= recommended_threads() <= (torch.get_num_threads() + 256)
+def test_recommended_threads_are_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert recommended_threads() == 3

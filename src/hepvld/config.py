@@ -500,6 +500,11 @@ class TrainConfig(Config):
     amp: Literal["none", "bf16", "fp16"] = _help(
         "autocast precision on GPU (ignored on CPU)", "bf16"
     )
+    amp_cpu: bool = _help(
+        "bf16 autocast on CPU too (measured on a 2-core AVX-512 CPU: 1.09x the paper "
+        "preset's step, 0.67x the tiny one's; effect on quality not measured)",
+        False,
+    )
     compile: bool = _help("wrap the model in torch.compile", False)
     num_threads: int | None = _help("torch CPU threads during training; none = torch default", None)
 

@@ -3,8 +3,10 @@ change nothing, and the packed detector encoder trains like the padded computati
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 import torch
 
 from hepvld.config import TrainConfig
@@ -81,3 +83,17 @@ def test_packed_encoder_trains_like_the_padded_computation(tmp_path: Path) -> No
         torch.testing.assert_close(packed.train_metrics[key], value, rtol=1e-4, atol=1e-5)
     for key, value in padded.model.state_dict().items():
         torch.testing.assert_close(packed.model.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path: Path) -> None:
+    data = _data()
+    one_step = dataclasses.replace(CONFIG, max_steps=1)  # same weights: compare one loss
+    fp32 = train(_model(), data, None, one_step, tmp_path / "fp32")
+    bf16 = train(
+        _model(), data, None, dataclasses.replace(one_step, amp_cpu=True), tmp_path / "bf16"
+    )
+    assert all(torch.isfinite(torch.tensor(v)) for v in bf16.train_metrics.values())
+    assert bf16.train_metrics["loss"] != fp32.train_metrics["loss"]  # autocast was applied
+    assert bf16.train_metrics["loss"] == pytest.approx(
+        fp32.train_metrics["loss"], rel=0.03
+    )  # bf16: 8-bit mantissa

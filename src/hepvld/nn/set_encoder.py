@@ -172,7 +172,9 @@ class SetEncoder(nn.Module):
         blocks, norms) run on the ``T`` real tokens alone; only the attention itself sees
         the ``(B, L)`` padded layout. The same function as ``packed=False`` (the padded
         computation over all ``N`` slots) up to floating-point rounding, at a cost
-        proportional to the real multiplicity (``benchmarks/bench_train.py``). May be
+        proportional to the real multiplicity (``benchmarks/bench_train.py``). Under
+        ``torch.compile`` and ``torch.export`` the padded computation is traced instead
+        (static shapes, one graph; the packed one has data-dependent sizes). May be
         switched per instance (``encoder.packed = False``); it holds no weights.
     """
 
@@ -236,7 +238,7 @@ class SetEncoder(nn.Module):
         object_embeddings : (B, N, D)
             Per-object outputs, exactly zero in padded slots.
         """
-        if self.packed:
+        if self.packed and not (torch.compiler.is_compiling() or torch.compiler.is_exporting()):
             return self._forward_packed(objects, mask, globals)
         b = objects.shape[0]
         mask = mask.to(torch.bool)

@@ -221,12 +221,11 @@ def train(
         ema = EMA(model, config.ema_decay)
         optimizer = build_optimizer(model, config)
         scheduler = build_scheduler(optimizer, config, total_steps)
-        amp_dtype = _amp_dtype(config.amp, device)
+        amp_dtype = _amp_dtype(config.amp, device, cpu=config.amp_cpu)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         net: nn.Module = LossModule(model)
         if config.compile:
-            # T (real tokens) varies per batch
-            net = cast(nn.Module, torch.compile(net, dynamic=True))
+            net = cast(nn.Module, torch.compile(net))
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
             net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
@@ -486,7 +485,9 @@ def _place(data: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     return data
 
 
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+def _amp_dtype(amp: str, device: torch.device, *, cpu: bool = False) -> torch.dtype | None:
+    if device.type == "cpu" and cpu:
+        return torch.bfloat16
     if device.type != "cuda" or amp == "none":
         return None
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
