@@ -322,7 +322,7 @@ def unfold(
 
     records = level.to_records(x, m)
     if raw:
-        flat = x.reshape(*x.shape[:2], -1).astype(np.float32)
+        flat = x.reshape(*x.shape[:2], int(np.prod(x.shape[2:]))).astype(np.float32)
         records = ak.with_field(records, ak.from_numpy(flat), "raw")
     out = _expand_to_events(records, mask)
     out.attrs["cutflow"] = cutflow

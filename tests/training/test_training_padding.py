@@ -27,7 +27,6 @@ def _model(packed: bool = True) -> torch.nn.Module:
         model_config("tiny"),
         object_features=F,
         global_features=2,
-        target_dim=TARGET_DIM,
         target_shift=torch.zeros(TARGET_DIM),
         target_scale=torch.full((TARGET_DIM,), 50.0),
     )
@@ -45,7 +44,7 @@ def _data(n: int = 48) -> dict[str, torch.Tensor]:
         "objects": objects,
         "mask": mask,
         "globals": torch.randn(n, 2, generator=g),
-        "targets": torch.randn(n, TARGET_DIM, generator=g),
+        "targets": torch.randn(n, TARGET_DIM, generator=g).unflatten(-1, (11, 5)),
         "weights": torch.rand(n, generator=g) + 0.5,
     }
 

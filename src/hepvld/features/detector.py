@@ -133,11 +133,11 @@ def detector_tensors(
     # leptons: the leading selected electron or muon (electrons first on equal pT)
     e_ok, m_ok = good_leptons(events, cuts)
     parts = []
-    for coll, ok, is_e in ((events.Electron, e_ok, 1.0), (events.Muon, m_ok, 0.0)):
+    for coll, ok, e_flag in ((events.Electron, e_ok, 1.0), (events.Muon, m_ok, 0.0)):
         keep = _flat(ok, bool)
         event = np.repeat(rows, ak.to_numpy(ak.num(ok, axis=1)))[keep]
         kin = [_flat(coll[k])[keep] for k in ("pt", "eta", "phi", "mass")]
-        parts.append((event, kin, np.full(len(event), is_e)))
+        parts.append((event, kin, np.full(len(event), e_flag)))
     event = np.concatenate([p[0] for p in parts])
     pt, eta, phi, mass = (np.concatenate([p[1][i] for p in parts]) for i in range(4))
     is_e = np.concatenate([p[2] for p in parts])

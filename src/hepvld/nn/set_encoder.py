@@ -6,6 +6,8 @@ event, ``F`` features per object, ``G`` global features, ``D`` width.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -292,7 +294,7 @@ class SetEncoder(nn.Module):
             layout = layout.index_copy(0, obj_pos, obj_tokens)
         x = layout.index_select(0, index)  # (T, D)
         for layer in self.layers:
-            x = layer.forward_packed(x, index, key_mask)
+            x = cast(SetEncoderLayer, layer).forward_packed(x, index, key_mask)
         x = self.norm(x)
         out = x.new_zeros(b * length, dim).index_copy(0, index, x).view(b, length, dim)
         object_embeddings = out[:, n_special:]
