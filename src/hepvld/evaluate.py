@@ -126,7 +126,7 @@ def load_evaluation_data(
     description = f"all {len(events)} selected events of {', '.join(str(f) for f in files)}"
     if split == "test":
         if len(fractions) <= _TEST:
-            raise SystemExit(
+            raise ValueError(
                 f"the checkpoint's split {tuple(fractions)} has no test part; use --split all"
             )
         labels = split_labels(ak.to_numpy(events.event).astype(np.uint64), fractions)
@@ -138,7 +138,7 @@ def load_evaluation_data(
     elif split != "all":
         raise ValueError(f"split must be 'test' or 'all', got {split!r}")
     if len(events) == 0:
-        raise SystemExit(f"no evaluation events: {description}")
+        raise ValueError(f"no evaluation events: {description}")
     det = detector_tensors(events, max_jets)
     return EvaluationData(
         events=events,
