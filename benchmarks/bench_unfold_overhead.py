@@ -65,7 +65,7 @@ def bare_eps(model, n_draws: int, chunk: int, nfe: int) -> float:
             rows = min(chunk, n_draws - start)
             z, z_y, t = torch.randn(rows, d), torch.randn(rows, c), torch.full((rows,), 0.5)
             for _ in range(nfe):
-                model.diffusion.eps(z, t, z_y)
+                model.diffusion.eps(z, t, z_y, shared_time=True)
     return time.perf_counter() - t0
 
 
