@@ -84,7 +84,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from hepvld.api import load
     from hepvld.runtime import auto_batch_size
-    from hepvld.unfold import main as unfold_main
+    from hepvld.cli.unfold import main as unfold_main
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -109,10 +109,11 @@ def main() -> None:
             str(batch),
         ]
         logging.getLogger("hepvld").setLevel(logging.WARNING)
-        unfold_main(cli)  # warm-up (imports, first-call allocations)
+        if unfold_main(cli) != 0:  # warm-up (imports, first-call allocations)
+            raise SystemExit("hepvld unfold failed (see above)")
         logging.getLogger("hepvld").setLevel(logging.WARNING)
         t0 = time.perf_counter()
-        unfold_main(cli)
+        assert unfold_main(cli) == 0
         total = time.perf_counter() - t0
         import uproot
 
