@@ -83,8 +83,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     from hepvld.api import load
-    from hepvld.runtime import auto_batch_size
     from hepvld.cli.unfold import main as unfold_main
+    from hepvld.runtime import auto_batch_size
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
