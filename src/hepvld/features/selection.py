@@ -107,6 +107,14 @@ class Cutflow:
         """``{cut name: events passing}``, in order."""
         return dict(zip(self.names, self.counts))
 
+    @classmethod
+    def from_counts(cls, counts: dict[str, int]) -> Cutflow:
+        """Inverse of :meth:`as_dict` (``{cut: events}``, as in a generated file's
+        provenance): unweighted events, so the sums of weights are the counts."""
+        return cls(
+            list(counts), [int(c) for c in counts.values()], [float(c) for c in counts.values()]
+        )
+
     def to_dict(self) -> dict[str, list[Any]]:
         """Plain JSON-serialisable dict."""
         return {"names": list(self.names), "counts": list(self.counts), "sumw": list(self.sumw)}

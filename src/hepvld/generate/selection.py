@@ -21,7 +21,6 @@ __all__ = [
     "MIN_BTAGS",
     "MIN_JETS",
     "Cutflow",
-    "counts_cutflow",
     "selection_stage",
     "stage_cutflow",
 ]
@@ -45,14 +44,6 @@ def stage_cutflow(stage: NDArray[np.integer]) -> Cutflow:
     """Cut-flow of :data:`CUTS` of events whose last passed cut is ``stage`` (0 = generated
     only); a :class:`hepvld.features.selection.Cutflow`, mergeable with ``+``."""
     return Cutflow.from_stages(stage, CUTS)
-
-
-def counts_cutflow(counts: dict[str, int]) -> Cutflow:
-    """Inverse of :meth:`Cutflow.as_dict` (``{cut: events}``, as in a file's provenance);
-    unweighted events, so the sums of weights are the counts."""
-    return Cutflow(
-        list(counts), [int(c) for c in counts.values()], [float(c) for c in counts.values()]
-    )
 
 
 def selection_stage(

@@ -241,9 +241,9 @@ def merge_shards(
         raise GenerationResumeError(
             f"shards {found} of {n} given: each of 0..{n - 1} is needed exactly once"
         )
-    from hepvld.generate.selection import Cutflow, counts_cutflow
+    from hepvld.generate.selection import Cutflow
 
-    cutflow = sum((counts_cutflow(infos[k]["cutflow"]) for k in order), Cutflow())
+    cutflow = sum((Cutflow.from_counts(infos[k]["cutflow"]) for k in order), Cutflow())
     provenance = {
         key: ref[key] for key in ("generator", "seed", "count", "n_events", "settings")
     } | {"merged_from": [str(paths[k]) for k in order], "cutflow": cutflow.as_dict()}
