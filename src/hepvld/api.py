@@ -215,7 +215,8 @@ def unfold(
         ``cpu``/``cuda``; default: where the model is.
     raw
         Also return the physical target values of each draw, flattened, as field ``raw``
-        with shape ``(B, S, K * H)`` (the 55-vectors at parton level).
+        with shape ``(B, S, K * H)`` (the 55-vectors at parton level); a level without fixed
+        multiplicity adds the draws' slot mask as field ``raw_mask (B, S, K)``.
     progress
         Show a progress bar (default: when there is more than one batch).
     entry_start, entry_stop
@@ -324,6 +325,8 @@ def unfold(
     if raw:
         flat = x.reshape(*x.shape[:2], int(np.prod(x.shape[2:]))).astype(np.float32)
         records = ak.with_field(records, ak.from_numpy(flat), "raw")
+        if not level.fixed_multiplicity:
+            records = ak.with_field(records, ak.from_numpy(m), "raw_mask")
     out = _expand_to_events(records, mask)
     out.attrs["cutflow"] = cutflow
     return out

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from hepvld.cli._common import Parser, add_debug_arguments, configure_logging, reading
+from hepvld.cli._common import CLIError, Parser, add_debug_arguments, configure_logging, reading
 from hepvld.cli._common import run as run_cli
 
 __all__ = ["build_parser", "main"]
@@ -36,7 +36,20 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", "-c", required=True, type=Path, help="run directory or checkpoint"
     )
-    p.add_argument("--output", "-o", required=True, type=Path, help="output ROOT file")
+    p.add_argument(
+        "--output", "-o", required=True, type=Path, help="output file (ROOT or HDF5, see --format)"
+    )
+    p.add_argument(
+        "--format",
+        default="root",
+        choices=("root", "hdf5"),
+        help="root: the Unfolded tree; hdf5: the unbinned result format (hepvld.io.unbinned: "
+        "draws, bootstrap replicas, truth when present, metadata)",
+    )
+    p.add_argument(
+        "--replicas", type=int, default=100, help="hdf5: Poisson bootstrap replicas per event"
+    )
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="hdf5: seed of the replicas")
     p.add_argument("--tree", default="Events", help="input tree name")
     p.add_argument("--n-samples", "-S", type=int, default=100, help="posterior draws per event")
     p.add_argument(
@@ -83,6 +96,37 @@ def _run(args: argparse.Namespace) -> int:
         args.steps,
         args.chunk_events,
     )
+    if args.format == "hdf5":
+        from hepvld.io.unbinned import unfold_to_unbinned, write_unbinned
+
+        if args.replicas < 0:
+            raise CLIError(f"--replicas must be >= 0, got {args.replicas}")
+        result = unfold_to_unbinned(
+            args.files,
+            model=model,
+            checkpoint=args.checkpoint,
+            n_replicas=args.replicas,
+            bootstrap_seed=args.bootstrap_seed,
+            chunk_events=args.chunk_events,
+            tree=args.tree,
+            max_events=args.max_events,
+            on_nonfinite=args.on_nonfinite,
+            n_samples=args.n_samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
+        write_unbinned(args.output, result)
+        log.info(
+            "wrote %d events x %d draws x %d replicas to %s (hepvld-unbinned)",
+            len(result),
+            args.n_samples,
+            args.replicas,
+            args.output,
+        )
+        log.info("selection:\n%s", result.meta["cutflow"])
+        return 0
     n, cutflow = unfold_files(
         args.files,
         args.output,
