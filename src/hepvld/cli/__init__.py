@@ -7,6 +7,7 @@ generate    Pythia 8 + detector -> ROOT file      :mod:`hepvld.cli.generate`
 train       train an unfolding model              :mod:`hepvld.cli.train`
 unfold      posterior draws -> ROOT file          :mod:`hepvld.cli.unfold`
 evaluate    report: distances, calibration, plots :mod:`hepvld.cli.evaluate`
+iterate     iterative unfolding (prior updates)   :mod:`hepvld.cli.iterate`
 demo        the README's end-to-end demo          :mod:`hepvld.cli.demo`
 =========== ===================================== ===================
 
@@ -30,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "train": "train an unfolding model on ROOT files with parton-level truth",
     "unfold": "write posterior draws of the 11 partons for detector-level events",
     "evaluate": "evaluate trained models: distances, calibration, plots, HTML report",
+    "iterate": "iterative unfolding: reweight the prior toward the unfolded data, fine-tune",
     "demo": "the README's end-to-end demo on generated events",
 }
 
