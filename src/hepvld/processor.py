@@ -11,12 +11,17 @@ Output of ``process`` (one chunk), merged by coffea with ``+`` over chunks and f
         "unfolded": {name: Hist(draw, name)},   # each posterior draw filled with genWeight
         "detector": {name: Hist(name)},         # level.detector_records: χ² pseudo-top
         "truth":    {name: Hist(name)},         # hard-process partons (empty without GenPart)
+        "truth_all": {name: Hist(name)},        # the same for every input event with a
+                                                # truth chain, before the selection
         "cutflow": Cutflow,                     # the hepvld selection, every input event
         "truth_cutflow": Cutflow,               # selected events with a valid truth chain
     }}
 
 All three levels are filled for the *same* selected events with the same weight
 (``genWeight``), so that ``unfolded[draw=i]``, ``detector`` and ``truth`` compare directly.
+``truth / truth_all`` per bin is the selection efficiency that corrects an unfolded
+histogram for inefficiencies (:mod:`hepvld.acceptance`; meaningful on simulation
+generated without the selection, ``python -m hepvld.generate --no-select``).
 """
 
 from __future__ import annotations
@@ -202,6 +207,7 @@ class UnfoldingProcessor(processor.ProcessorABC):
             },
             "detector": {o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables},
             "truth": {o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables},
+            "truth_all": {o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables},
             "cutflow": Cutflow(),
             "truth_cutflow": Cutflow(),
         }
@@ -243,6 +249,8 @@ class UnfoldingProcessor(processor.ProcessorABC):
         )
         out["cutflow"] = result.attrs["cutflow"]
         selected = ~np.asarray(ak.to_numpy(ak.is_none(result, axis=0)), dtype=bool)
+        if self.truth and "GenPart" in ak.fields(events):
+            self._fill_truth_all(out, events, model.level)
         events = events[selected]
         unfolded = ak.drop_none(result[selected], axis=0)
         weights = np.asarray(ak.to_numpy(events["genWeight"]), dtype=np.float64)
@@ -260,6 +268,18 @@ class UnfoldingProcessor(processor.ProcessorABC):
         if self.truth and "GenPart" in ak.fields(events):
             self._fill_truth(out, events, weights, model.level)
         return out
+
+    def _fill_truth_all(self, out: dict[str, Any], events: Any, level: TargetLevel) -> None:
+        """``truth_all``: every input event with a valid truth chain (before the selection)."""
+        if len(events) == 0:
+            return
+        weights = np.asarray(ak.to_numpy(events["genWeight"]), dtype=np.float64)
+        targets = level.build(events, on_invalid="nan")
+        valid = np.isfinite(targets.values).all(axis=(1, 2))
+        good = targets.subset(valid)
+        truth = level.to_records(good.values, good.mask)
+        for o in self.observables:
+            out["truth_all"][o.name].fill(evaluate(o, truth), weight=weights[valid])
 
     def _fill_truth(
         self, out: dict[str, Any], events: Any, weights: np.ndarray, level: TargetLevel
