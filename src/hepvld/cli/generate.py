@@ -18,6 +18,8 @@ __all__ = ["build_parser", "main"]
 
 def build_parser(prog: str = "hepvld-generate") -> argparse.ArgumentParser:
     """The argument parser of ``hepvld generate``."""
+    from hepvld.generate.config import PROCESSES
+
     parser = Parser(
         prog=prog,
         description=(
@@ -57,6 +59,13 @@ def build_parser(prog: str = "hepvld-generate") -> argparse.ArgumentParser:
         dest="select",
         action="store_false",
         help="write all semi-leptonic events (the selection is on by default; --no-select turns it off)",
+    )
+    parser.add_argument(
+        "--process",
+        default="ttbar",
+        choices=PROCESSES,
+        help="ttbar: semi-leptonic tt̄ (the signal); single-top, wjets: backgrounds with "
+        "the same detector and selection (no tt̄ chain, so no parton-level target)",
     )
     parser.add_argument(
         "--no-mpi",
@@ -129,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             select=args.select,
             max_jets=args.max_jets,
+            process=args.process,
             compression=args.compression,
             progress=args.progress,
             shard=shard,

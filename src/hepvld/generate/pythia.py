@@ -72,21 +72,49 @@ def pythia_settings(settings: GeneratorSettings, *, seed: int, leptonic_charge: 
     return [
         "Print:quiet = on",
         f"Beams:eCM = {settings.ecm:g}",
-        "Top:gg2ttbar = on",
-        "Top:qqbar2ttbar = on",
-        f"6:m0 = {settings.top_mass:g}",
-        # t -> W b only (Pythia also has the CKM-suppressed t -> W s, W d).
-        "6:onMode = off",
-        "6:onIfMatch = 5 24",
-        "24:onMode = off",
-        f"24:onPosIfAny = {pos}",
-        f"24:onNegIfAny = {neg}",
+        *process_settings(settings, pos, neg),
         f"PartonLevel:MPI = {on[settings.mpi]}",
         f"PartonLevel:ISR = {on[settings.isr]}",
         f"PartonLevel:FSR = {on[settings.fsr]}",
         f"HadronLevel:all = {on[settings.hadronisation]}",
         "Random:setSeed = on",
         f"Random:seed = {seed}",
+    ]
+
+
+def process_settings(settings: GeneratorSettings, pos: str, neg: str) -> list[str]:
+    """The hard process and forced decays of ``settings.process`` (see
+    :data:`hepvld.generate.config.PROCESSES`); ``pos``/``neg``: the W⁺/W⁻ decay ids of
+    the tt̄ signal (backgrounds decay every W to e/μ ν)."""
+    top = [
+        f"6:m0 = {settings.top_mass:g}",
+        # t -> W b only (Pythia also has the CKM-suppressed t -> W s, W d).
+        "6:onMode = off",
+        "6:onIfMatch = 5 24",
+    ]
+    if settings.process == "single-top":
+        return [
+            "Top:qq2tq(t:W) = on",
+            "Top:ffbar2tqbar(s:W) = on",
+            *top,
+            "24:onMode = off",
+            f"24:onIfAny = {_LEPTONS}",
+        ]
+    if settings.process == "wjets":
+        return [
+            "WeakBosonAndParton:qqbar2Wg = on",
+            "WeakBosonAndParton:qg2Wq = on",
+            "PhaseSpace:pTHatMin = 20",
+            "24:onMode = off",
+            f"24:onIfAny = {_LEPTONS}",
+        ]
+    return [
+        "Top:gg2ttbar = on",
+        "Top:qqbar2ttbar = on",
+        *top,
+        "24:onMode = off",
+        f"24:onPosIfAny = {pos}",
+        f"24:onNegIfAny = {neg}",
     ]
 
 

@@ -179,7 +179,9 @@ def _branches(
 ) -> tuple[dict[str, Any], NDArray[np.int8]]:
     truth = particle_level(rec)
     reco = reconstruct(rec, truth, hard, rng, max_jets=task.settings.max_jets)
-    stage = selection_stage(hard.valid, reco.electrons, reco.muons, reco.jets)
+    # a background has no tt̄ chain to require: that cut passes for every event
+    chain = hard.valid if task.settings.process == "ttbar" else np.ones(rec.n_events, bool)
+    stage = selection_stage(chain, reco.electrons, reco.muons, reco.jets)
     n = rec.n_events
     gen_jets = truth.jets
     branches: dict[str, Any] = {
@@ -284,6 +286,7 @@ def generate(
     chunk_size: int = 1000,
     select: bool = True,
     max_jets: int = 20,
+    process: str = "ttbar",
     compression: str | None = "zstd:5",
     progress: bool = False,
     shard: tuple[int, int] | None = None,
@@ -315,6 +318,9 @@ def generate(
         semi-leptonic decay chain.
     max_jets : int
         Keep at most this many jets per event.
+    process : str
+        ``ttbar`` (the signal), ``single-top`` or ``wjets`` (backgrounds, same detector
+        and selection; :data:`hepvld.generate.config.PROCESSES`).
     compression : str or None
         e.g. ``"zstd:5"``, ``"lz4:1"``, ``"zlib:6"`` or ``"none"``.
     progress : bool
@@ -355,6 +361,7 @@ def generate(
         chunk_size=chunk_size,
         select=select,
         max_jets=max_jets,
+        process=process,
     )
     output = Path(output)
     chunks: range | None = None
