@@ -102,7 +102,13 @@ class IterateConfig:
 
 @dataclass
 class IterationRecord:
-    """One row of the convergence report (iteration 0: the starting model)."""
+    """One row of the convergence report (iteration 0: the starting model).
+
+    ``observables``: weighted median and mean of the unfolded data with model ``k``;
+    ``prior``: the same for the simulation's truth under the prior weights model ``k``
+    was trained on, whose distribution is ``weights``; ``classifier_val_loss``: the
+    reweighting classifier of the update *after* model ``k`` (None in the last row).
+    """
 
     iteration: int
     checkpoint: str
@@ -416,6 +422,7 @@ def iterate(
                 w_val = new_val * w_val.sum() / new_val.sum()
                 w_ref = w_val[: len(ref)]
                 rec.classifier_val_loss = val_loss
+                new = _weight_stats(w_train / base_w_train)
                 # step 3: fine-tune on the reweighted simulation
                 sub = run_dir / f"iter_{it + 1}"
                 if cfg.finetune_steps > 0:
@@ -469,8 +476,8 @@ def iterate(
                     "std %.3f max %.2f; unfolded %s",
                     it + 1,
                     val_loss,
-                    rec.weights.get("std", 0.0),
-                    rec.weights.get("max", 0.0),
+                    new["std"],
+                    new["max"],
                     {k: round(v["median"], 3) for k, v in rec.observables.items()},
                 )
         finally:
