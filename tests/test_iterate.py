@@ -44,14 +44,26 @@ def test_config_validates() -> None:
         IterateConfig(reference="nope")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("features", ["raw", "observables"])
 def test_iterate_cli_runs_and_reports(
-    tiny_root_file: Path, tiny_run_dir: Path, tmp_path: Path
+    features: str, tiny_root_file: Path, tiny_run_dir: Path, tmp_path: Path
 ) -> None:
     from hepvld.cli.iterate import main
 
     out = tmp_path / "it"
     argv = ["--sim", str(tiny_root_file), "--data", str(tiny_root_file), "-c", str(tiny_run_dir)]
-    opts = ["--iterations", "1", "--n-samples", "2", "--steps", "2", "--finetune-steps", "2"]
+    opts = [
+        "--features",
+        features,
+        "--iterations",
+        "1",
+        "--n-samples",
+        "2",
+        "--steps",
+        "2",
+        "--finetune-steps",
+        "2",
+    ]
     assert (
         main([*argv, "-o", str(out), *opts, "--classifier-epochs", "1", "--batch-size", "64"]) == 0
     )

@@ -31,6 +31,8 @@ _HELP = {
     "max_reference_events": "simulation events unfolded as the classifier's reference",
     "reference": "unfolded-sim: the model's unfolding of the simulation (its smearing "
     "cancels); truth: the simulation's truth",
+    "features": "classifier inputs: raw (the flattened target) or observables (the "
+    "monitored ones: t_had/t_lep/W_had mass, t_had/t_lep pT, ttbar mass)",
     "step_size": "exponent on the density ratio (1: the plain iteration; > 1 over-relaxes)",
     "weight_clip": "per-iteration ratio clipped to [1/c, c]",
     "classifier_hidden": "hidden width of the reweighting classifier",
@@ -57,10 +59,9 @@ def build_parser(prog: str = "hepvld-iterate") -> argparse.ArgumentParser:
     for f in dataclasses.fields(IterateConfig):
         opt = "--" + f.name.replace("_", "-")
         kind = {"float": float, "int": int}.get(str(f.type).split(" ")[0], str)
-        if f.name == "reference":
-            p.add_argument(
-                opt, default=f.default, choices=("unfolded-sim", "truth"), help=_HELP[f.name]
-            )
+        if f.name in ("reference", "features"):
+            choices = ("unfolded-sim", "truth") if f.name == "reference" else ("raw", "observables")
+            p.add_argument(opt, default=f.default, choices=choices, help=_HELP[f.name])
         else:
             p.add_argument(opt, type=kind, default=f.default, help=_HELP[f.name])
     add_debug_arguments(p)
