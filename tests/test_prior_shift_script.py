@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hepvld.io.unbinned import UnbinnedResult, poisson_replicas, write_unbinned
 
@@ -64,9 +65,14 @@ def test_shift_fraction_is_one_for_truth_and_zero_for_the_prior(tmp_path: Path) 
             [{"observables": {"t_had_mass": {"median": 173.0 + 2.0 * k / 2}}} for k in range(3)]
         )
     )
+    nom_it = tmp_path / "nom.json"  # the nominal run drifts by +0.5 per iteration
+    nom_it.write_text(
+        json.dumps([{"observables": {"t_had_mass": {"median": 173.0 + 0.5 * k}}} for k in range(3)])
+    )
     out = tmp_path / "out"
     argv = ["--nominal", str(tmp_path / "nom.h5"), "--shifted", str(tmp_path / "follows.h5")]
-    assert mod.main([*argv, "-o", str(out), "--iterations-shifted", str(it)]) == 0
+    its = ["--iterations-shifted", str(it), "--iterations-nominal", str(nom_it)]
+    assert mod.main([*argv, "-o", str(out), *its]) == 0
     got = json.loads((out / "prior_shift.json").read_text())
     r = got["shift"]["t_had_mass"]["mass"]
     assert abs(r["true_shift"] - 2.0) < 4 * r["truth_floor"] + 0.05
@@ -76,6 +82,13 @@ def test_shift_fraction_is_one_for_truth_and_zero_for_the_prior(tmp_path: Path) 
     assert got["shift"]["t_had_pt"]["top_pt"]["true_shift"] < -1  # a softer spectrum
     fr = [row["shift_fraction"] for row in got["iterations"]["t_had_mass"]]
     assert len(fr) == 3 and fr[0] < fr[1] < fr[2]
+    rows = got["iterations"]["t_had_mass"]
+    assert [row["nominal_drift"] for row in rows] == [0.0, 0.5, 1.0]
+    for k, row in enumerate(rows):  # the common drift cancels in the paired fraction
+        paired = (173.0 + k) - (173.0 + 0.5 * k)
+        assert row["paired_shift_fraction"] == pytest.approx(paired / r["true_shift"])
+            row["shift_fraction"] - drift, abs=0.02
+        )
     assert (out / "shift_fraction.png").stat().st_size > 0
     argv[-1] = str(tmp_path / "stuck.h5")
     assert mod.main([*argv, "-o", str(out)]) == 0
