@@ -76,3 +76,22 @@ def test_iterate_cli_runs_and_reports(
     assert np.isfinite(w["weight"]).all() and abs(w["weight"].mean() - 1) < 1e-6
     meta = json.loads((out / "iter_1" / "checkpoints" / "latest.json").read_text())
     assert meta  # a normal run directory
+
+
+def test_python_m_iterate_and_console_script() -> None:
+    import os
+    import subprocess
+    import sys
+    import tomllib
+
+    out = subprocess.run(
+        [sys.executable, "-m", "hepvld.iterate", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("usage: python -m hepvld.iterate")
+    root = Path(__file__).parents[1]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["hepvld-iterate"] == "hepvld.cli.iterate:main"
