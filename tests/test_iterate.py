@@ -82,6 +82,7 @@ def test_python_m_iterate_and_console_script() -> None:
     import os
     import subprocess
     import sys
+
     import tomllib
 
     out = subprocess.run(
