@@ -13,7 +13,10 @@ step 2) moves the prior:
    or on the monitored observables only (``"observables"``: fewer inputs, less noise);
    its density ratio ``r(x) = p_data / p_ref``,
    evaluated at each simulated event's *truth*, multiplies that event's weight
-   (``w ← w · r^step_size``, clipped, normalised to the same sum). With
+   (``w ← w · r^step_size``; the step's factor clipped to ``[1/weight_clip,
+   weight_clip]``, the cumulative weight to ``[1/max_weight, max_weight]``: the
+   classifier is trained on unfolded draws and evaluated at truth values, and it
+   extrapolates in the truth's tails; then normalised to the same sum). With
    ``unfolded-sim`` a model's own smearing cancels in the ratio, so the nominal sample
    (data = simulation) stays put up to the classifier noise;
 3. fine-tune the model on the reweighted simulation (the loss honours per-event
@@ -78,6 +81,7 @@ class IterateConfig:
     features: Literal["raw", "observables"] = "raw"
     step_size: float = 1.0
     weight_clip: float = 20.0
+    max_weight: float | None = 10.0
     classifier_hidden: int = 64
     classifier_epochs: int = 8
     classifier_lr: float = 2e-3
@@ -96,6 +100,7 @@ class IterateConfig:
             "features": self.features in ("raw", "observables"),
             "step_size": self.step_size > 0 and math.isfinite(self.step_size),
             "weight_clip": self.weight_clip > 1,
+            "max_weight": self.max_weight is None or self.max_weight > 1,
             "classifier_epochs": self.classifier_epochs >= 1,
             "finetune_steps": self.finetune_steps >= 0,
         }
@@ -441,6 +446,10 @@ def iterate(
                 r = np.clip(ratio**cfg.step_size, 1 / cfg.weight_clip, cfg.weight_clip)
                 n_tr = len(w_train)
                 new_train, new_val = w_train * r[:n_tr], w_val * r[n_tr:]
+                if cfg.max_weight is not None:  # the cumulative weight, not only this step's
+                    lo, hi = 1 / cfg.max_weight, cfg.max_weight
+                    new_train = base_w_train * np.clip(new_train / base_w_train, lo, hi)
+                    new_val = base_w_val * np.clip(new_val / base_w_val, lo, hi)
                 w_train = new_train * w_train.sum() / new_train.sum()
                 w_val = new_val * w_val.sum() / new_val.sum()
                 w_ref = w_val[: len(ref)]

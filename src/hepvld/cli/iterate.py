@@ -35,6 +35,7 @@ _HELP = {
     "monitored ones: t_had/t_lep/W_had mass, t_had/t_lep pT, ttbar mass)",
     "step_size": "exponent on the density ratio (1: the plain iteration; > 1 over-relaxes)",
     "weight_clip": "per-iteration ratio clipped to [1/c, c]",
+    "max_weight": "cumulative prior weight clipped to [1/m, m]",
     "classifier_hidden": "hidden width of the reweighting classifier",
     "classifier_epochs": "epochs of the reweighting classifier",
     "classifier_lr": "learning rate of the reweighting classifier",
