@@ -209,6 +209,11 @@ def _markdown(table: dict, iters: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _significant(row: dict | None) -> bool:
+    """A true shift larger than three truth floors (else its fraction means nothing)."""
+    return row is not None and abs(row["true_shift"]) > 3 * row["truth_floor"]
+
+
 def _plot(table: dict, iters: dict, path: Path) -> None:
     import matplotlib
 
@@ -220,19 +225,23 @@ def _plot(table: dict, iters: dict, path: Path) -> None:
     ax = axes[0, 0]
     names = list(table)
     for j, change in enumerate(["mass", "top_pt"]):
-        xs = [i + 0.2 * (j - 0.5) for i, n in enumerate(names) if change in table[n]]
-        ys = [table[n][change]["shift_fraction"] for n in names if change in table[n]]
-        es = [table[n][change]["shift_fraction_err"] for n in names if change in table[n]]
+        # only true shifts significant against the truth floor
+        shown = [(i, n) for i, n in enumerate(names) if _significant(table[n].get(change))]
+        xs = [i + 0.2 * (j - 0.5) for i, _ in shown]
+        ys = [table[n][change]["shift_fraction"] for _, n in shown]
+        es = [table[n][change]["shift_fraction_err"] for _, n in shown]
         ax.errorbar(xs, ys, es, fmt="o", label=change)
     ax.axhline(1, color="k", lw=0.8, ls="--")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel("shift fraction (unfolded / true)")
+    ax.set_ylabel("shift fraction (unfolded / true; |true| > 3 floors)")
     ax.set_ylim(-0.5, 1.5)
     ax.legend()
     if iters:
         ax = axes[0, 1]
         for name, rows in iters.items():
+            if not _significant(table[name].get("mass")):
+                continue
             ks = [r["iteration"] for r in rows if "shift_fraction" in r]
             ys = [r["shift_fraction"] for r in rows if "shift_fraction" in r]
             es = [r["shift_fraction_err"] for r in rows if "shift_fraction" in r]
