@@ -263,6 +263,8 @@ def load_tensors(
         its last entry counts events passing both), every event is flagged
         (``pass_detector``, ``pass_truth``) and the fakes / misses are counted by name in
         ``phase_space``.
+        ``.h5`` / ``.hdf5`` paths are read as the VL-VLD R&D dataset
+        (:func:`hepvld.io.lvd.iterate_lvd`; ``open_kwargs`` do not apply).
     include_misses
         Also keep events that fail the detector selection but pass the truth selection
         (misses, ``pass_detector`` False) for efficiency studies; by default only
@@ -276,13 +278,17 @@ def load_tensors(
         Selected events; the cut-flow is logged, with the number dropped at each cut.
     """
     from hepvld.io import iterate_events
+    from hepvld.io.lvd import is_lvd_path, iterate_lvd
 
     target_level = get_level(level)
+    chunks = (
+        iterate_lvd(source, step_size=step_size, entry_stop=entry_stop)
+        if is_lvd_path(source)
+        else iterate_events(source, step_size=step_size, entry_stop=entry_stop, **open_kwargs)
+    )
     parts = [
         _tensors_of(chunk, max_jets, require_truth, target_level, include_misses)
-        for chunk in iterate_events(
-            source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
-        )
+        for chunk in chunks
     ]
     out = (
         EventTensors.concatenate(parts)
@@ -291,16 +297,6 @@ def load_tensors(
     )
     _log_loaded(source, out)
     return out
-
-
-def _is_hdf5(source: Any) -> bool:
-    items = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(items, (list, tuple)) or not items:
-        return False
-    suffixes = {
-        Path(os.fspath(p)).suffix.lower() for p in items if isinstance(p, (str, os.PathLike))
-    }
-    return bool(suffixes) and suffixes <= {".h5", ".hdf5"}
 
 
 def _log_loaded(source: Any, out: EventTensors) -> None:
