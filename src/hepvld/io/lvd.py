@@ -32,7 +32,8 @@ naming the file, the group and what the group does hold):
 * per-object datasets of ``jets`` / ``electrons`` / ``muons`` shaped like their ``mask``:
   transverse momentum ``pt``, ``eta``, ``phi`` and the energy ``e`` (or ``energy``) or the
   ``mass``; jets' b-tag (detector) / b label (particle) ``btag`` (or ``is_tagged``,
-  ``b_tag``, ``flavour``, ``flavor``, ``hadronFlavour``: 5 or nonzero bit 0 = b);
+  ``b_tag``, ``btagged``: bit 0 set = b) or a flavour code ``flavour`` (``flavor``,
+  ``hadronFlavour``: ``|code| == 5`` = b);
   leptons' ``charge`` (optional);
 * the missing transverse momentum in a group ``met`` (or ``MET``) of a level with
   datasets ``met`` (or ``pt``) and ``phi``, shape ``(S,)`` or ``(S, 1)`` (at particle
@@ -78,6 +79,7 @@ LEVEL_GROUPS: tuple[str, ...] = ("partonlevel", "particlelevel", "recolevel")
 _ENERGY = ("e", "energy", "E")
 _MASS = ("mass", "m", "M")
 _BTAG = ("btag", "is_tagged", "b_tag", "btagged", "flavour", "flavor", "hadronFlavour")
+_FLAVOUR = ("flavour", "flavor", "hadronFlavour")
 _MET = ("met", "pt", "MET")
 _WEIGHT = ("weight", "weights", "event_weight")
 #: (hepvld GenPart row, partonlevel group path) in the 10-entry hard-process layout of
@@ -171,7 +173,9 @@ def _objects(
         b = _find(g, _BTAG, gw, required=False)
         if b is not None:
             raw = _rows(b, lo, hi).astype(np.int64)
-            is_b = (raw == 5) | ((raw != 5) & (np.bitwise_and(raw, 1) != 0))
+            name = b.name.rsplit("/", 1)[-1]
+            # flavour codes: b is |code| 5; tags: bit 0 (a 0/1 flag or Delphes' BTag bits)
+            is_b = np.abs(raw) == 5 if name in _FLAVOUR else np.bitwise_and(raw, 1) != 0
             out["b"] = ak.unflatten(is_b[mask], counts)
     else:
         q = _find(g, ("charge", "q"), gw, required=False)
