@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hepvld.data import load_tensors, prepare_data
-from hepvld.io import MissingBranchError, inspect_files
+from hepvld.io import MissingBranchError, inspect_files, iterate_events, open_events
 from hepvld.io.lvd import is_lvd_path, iterate_lvd, lvd_entries, open_lvd
 from hepvld.testing.lvd import write_lvd
 from hepvld.testing.synthetic import toy_events
@@ -60,6 +60,12 @@ def test_layout_and_events(lvd_file: Path, events: ak.Array) -> None:
     chunks = list(iterate_lvd(lvd_file, step_size=300, entry_stop=650))
     assert [len(c) for c in chunks] == [300, 300, 50]
     np.testing.assert_array_equal(ak.to_numpy(chunks[-1].event), np.arange(600, 650))
+    # the generic readers (unfold, evaluate, the processor use them) take .h5 paths too
+    part = open_events(str(lvd_file), entry_start=100, entry_stop=200)
+    np.testing.assert_array_equal(ak.to_numpy(part.event), np.arange(100, 200))
+    assert ak.all(part.Jet.pt == ev.Jet.pt[100:200])
+    assert [len(c) for c in iterate_events(lvd_file, step_size=400)] == [400, 300]
+    assert len(open_events(lvd_file, entry_start=N)) == 0
 
 
 @pytest.mark.parametrize("level", ["particle", "parton"])
