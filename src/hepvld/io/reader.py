@@ -654,7 +654,8 @@ def inspect_files(
 ) -> list[dict[str, Any]]:
     """Open every input file and validate it without reading it all (``train --dry-run``).
 
-    Each file is opened, its tree and schema resolved, the required branches checked and
+    Each file is opened (``.h5`` / ``.hdf5``: the VL-VLD dataset layout,
+    :func:`hepvld.io.lvd.inspect_lvd`), its tree and schema resolved, the required branches checked and
     its first ``check_entries`` entries read and validated like :func:`open_events` does
     (types, jagged counts, finite and physical values, unique event numbers).
 
@@ -668,8 +669,13 @@ def inspect_files(
     HepvldIOError
         As :func:`open_events`, naming the file.
     """
+    from hepvld.io.lvd import inspect_lvd, is_lvd_path
+
     out = []
     for path in resolve_paths(source):
+        if is_lvd_path(path):
+            out.append(inspect_lvd(path, check_entries=check_entries))
+            continue
         t = _open_tree(path, tree, schema, None)
         try:
             n = int(t.tree.num_entries)
