@@ -17,52 +17,20 @@ import pytest
 pytest.importorskip("coffea")
 pytest.importorskip("hepvld.targets.particle")
 
-import torch
-from torch import nn
-
 from hepvld.api import UnfoldingModel, unfold
 from hepvld.io import open_events
-from hepvld.models.base import Draws
 from hepvld.particle_observables import PARTICLE_OBSERVABLES
 from hepvld.processor import UnfoldingProcessor, _default_observables
 from hepvld.targets import get_level
-from hepvld.testing.particle import fake_particle_values
+from hepvld.testing.particle import FakeParticleNet
 
 S = 4
 K_OBJECTS = 10
 
 
-class FakeParticleNet(nn.Module):
-    """Follows the model contract; draws depend only on each event's noise."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.level = get_level("particle", {"max_objects": K_OBJECTS})
-        self.target_shape = self.level.shape
-        self.noise_shape = (4,)
-        self.weight = nn.Parameter(torch.zeros(1))
-
-    def unfold(
-        self, objects: Any, mask: Any, globals: Any, *, n_samples: int, noise: Any, **_: Any
-    ) -> Draws:
-        values, masks = [], []
-        for row in noise:
-            seed = int(abs(float(row[0, 0])) * 1e6)
-            rng = np.random.default_rng(seed)
-            v, m = fake_particle_values(
-                rng, (n_samples,), K_OBJECTS, min_objects=int(rng.integers(3, 7))
-            )
-            values.append(v)
-            masks.append(m)
-        shape = (0, n_samples, *self.target_shape)
-        v = np.stack(values) if values else np.zeros(shape)
-        m = np.stack(masks) if masks else np.zeros(shape[:-1], bool)
-        return Draws(torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(m))
-
-
 @pytest.fixture(scope="module")
 def fake_model() -> UnfoldingModel:
-    return UnfoldingModel(FakeParticleNet(), {"model": "fake", "max_jets": 20})
+    return UnfoldingModel(FakeParticleNet(K_OBJECTS), {"model": "fake", "max_jets": 20})
 
 
 @pytest.fixture(scope="module")
