@@ -120,7 +120,8 @@ def _default_observables(checkpoint: str) -> Sequence[str]:
 
         with open(find_checkpoint(checkpoint) / "meta.json") as f:
             level = str(json.load(f).get("extra", {}).get("target_level", "parton"))
-    except Exception:  # unreadable here (a worker-only path): the parton defaults
+    except Exception as err:  # unreadable here (a worker-only path): the parton defaults
+        log.debug("default observables: cannot read the level of %s (%s)", checkpoint, err)
         return DEFAULT_OBSERVABLES
     if level == "parton":
         return DEFAULT_OBSERVABLES
