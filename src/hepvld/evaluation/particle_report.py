@@ -17,7 +17,9 @@ writes tables (Markdown/CSV), figures, ``results.json`` and a one-page ``report.
 * **figures** (:mod:`~hepvld.evaluation.particle_plots`): inclusive per-type object pT / η,
   the leading objects by pT rank, multiplicities, event-level quantities and the
   pseudo-top, each with a ratio panel, the truth floor line and the 16–84 % band over
-  draws; a corner plot of the leading object, MET and the pseudo-top masses.
+  draws; SBC rank histograms and the coverage curve of the leading objects, MET, ν pz and
+  the top masses (events that have all of them); a corner plot of the leading object, MET
+  and the pseudo-top masses.
 
 Shapes: ``B`` events, ``S`` draws, ``K`` slots, ``H`` features, ``C`` feature columns.
 """
@@ -91,6 +93,18 @@ TYPE_GROUPS: tuple[tuple[str, tuple[int, ...], str], ...] = (
     ("bjet", (0,), "b jets"),
     ("light_jet", (1,), "light jets"),
     ("lepton", (2, 3), "leptons"),
+)
+
+#: Columns of the rank-histogram and coverage figures (events that have all of them).
+RANK_COLUMNS: tuple[str, ...] = (
+    "obj1/pt",
+    "obj1/eta",
+    "obj2/pt",
+    "obj4/pt",
+    "met",
+    "nu_pz",
+    "t_had/mass",
+    "t_lep/mass",
 )
 
 #: Columns of the corner plot.
@@ -343,6 +357,7 @@ def _figures(
     figures_b64: dict[str, str],
 ) -> list[Path]:
     from hepvld.evaluation import plots
+    from hepvld.evaluation.calibration import coverage, rank_histogram, ranks
     from hepvld.evaluation.particle_plots import plot_corner, plot_draw_distribution
     from hepvld.targets.particle_output import object_values
 
@@ -394,6 +409,21 @@ def _figures(
             floor=None if train is None else train[:, col[key]],
         )
         emit(f"dist_{_safe(key)}", fig)
+    rank_cols = [c for c in RANK_COLUMNS if c in col]
+    ridx = [col[c] for c in rank_cols]
+    coverages = {}
+    for name, d in tables_by_model.items():
+        ok = np.isfinite(tt[:, ridx]).all(axis=1) & np.isfinite(d[:, :, ridx]).all(axis=(1, 2))
+        if ok.sum() < 2:
+            continue
+        rng = np.random.default_rng(0)
+        t_ok, d_ok = tt[ok][:, ridx], d[ok][:, :, ridx]
+        rh = rank_histogram(ranks(d_ok, t_ok, rng), d.shape[1], w[ok])
+        fig, _ = plots.plot_rank_histograms(rh, list(range(len(ridx))), labels=rank_cols)
+        emit(f"ranks_{_safe(name)}", fig)
+        coverages[name] = coverage(d_ok, t_ok, np.linspace(0.05, 0.95, 19), w[ok], rng=rng)
+    if coverages:
+        emit("coverage", plots.plot_coverage(coverages)[0])
     idx = [col[c] for c, _ in CORNER_COLUMNS]
     for name, d in tables_by_model.items():
         fig = plot_corner(
