@@ -145,3 +145,37 @@ def test_particle_report_tables_and_json(tmp_path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["summary"] == report.summary and report.html.is_file()
     assert "halves of the test truth" in results["meta"]
+
+
+def test_particle_report_figures(tmp_path) -> None:
+    pytest.importorskip("mplhep")
+    pytest.importorskip("corner")
+    from hepvld.evaluation.particle_report import write_particle_report
+    from hepvld.targets import get_level
+    from hepvld.testing.particle import fake_particle_values
+
+    level = get_level("particle", {"max_objects": 10})
+    rng = np.random.default_rng(7)
+    truth = fake_particle_values(rng, (60,), 10)
+    train = fake_particle_values(rng, (80,), 10)
+    draws = fake_particle_values(rng, (60, 4), 10)
+    report = write_particle_report(
+        tmp_path, level, truth, {"fake": draws}, train_truth=train, n_boot=5, seed=2
+    )
+    names = {p.stem for p in report.files if p.suffix == ".png"}
+    expect = {
+        "multiplicity_n_jets",
+        "inclusive_bjet_pt",
+        "inclusive_lepton_eta",
+        "dist_obj1_pt",
+        "dist_met",
+        "dist_t_had_mass",
+        "dist_ttbar_rapidity",
+        "ranks_fake",
+        "coverage",
+        "corner_fake",
+    }
+    assert expect <= names
+    assert "training truth (80 events)" in report.results["meta"]
+    html = report.html.read_text()
+    assert html.count("data:image/png;base64") == len(names)
