@@ -3,6 +3,7 @@ of a variable-length level and the parton writer's unchanged layout."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import awkward as ak
@@ -104,3 +105,29 @@ def test_parton_writer_layout_is_unchanged(tmp_path) -> None:
         f"Draw_{p}_{c}" for p in PARTON.names for c in ("pt", "eta", "phi", "mass")
     ]
     assert keys == expect
+
+
+def test_evaluate_cli_detects_the_particle_level(
+    tiny_root_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    import hepvld.api
+    from hepvld.cli.evaluate import main
+
+    meta = {
+        "model": "fake",
+        "max_jets": 20,
+        "split": [0.5, 0.2, 0.3],
+        "files": [str(tiny_root_file)],
+    }
+    monkeypatch.setattr(
+        hepvld.api, "load", lambda *a, **k: UnfoldingModel(FakeParticleNet(10), meta)
+    )
+    out = tmp_path / "report"
+    argv = ["-c", "run", "--data", str(tiny_root_file), "-o", str(out), "-S", "4"]
+    argv += ["--steps", "2", "--no-plots", "--n-boot", "5", "--sampler", "ddim"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "particle level" in printed and "n_jets" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert "training truth" in results["meta"]  # the checkpoint's files, train split
+    assert "multiplicity_n_jets" in results["tables"]
