@@ -147,7 +147,7 @@ def run_particle_demo(args: argparse.Namespace) -> int:
         f"unfolded    {len(test)} test events x {args.n_samples} draws (dpmpp2m, {args.steps} "
         f"steps); {n_written} events written to {out / 'unfolded-particle.root'}",
         "",
-        "jet multiplicity 4/5/6/7+ (truth | draws):",
+        "jet multiplicity <4/4/5/6/7+ (truth | draws):",
         "  "
         + " / ".join(f"{100 * np.mean(c):.0f}%" for c in _jet_bins(tt[:, nj]))
         + "  |  "
@@ -172,4 +172,4 @@ def run_particle_demo(args: argparse.Namespace) -> int:
 
 
 def _jet_bins(n: np.ndarray) -> tuple[np.ndarray, ...]:
-    return (n == 4, n == 5, n == 6, n >= 7)
+    return (n < 4, n == 4, n == 5, n == 6, n >= 7)
