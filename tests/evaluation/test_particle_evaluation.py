@@ -120,6 +120,8 @@ def test_corner_plot_overlays_truth_and_model() -> None:
     t = rng.normal(size=(400, 3))
     fig = plot_corner(t, t + 0.1, ["a", "b", "c"])
     assert len(fig.axes) == 9
+    with pytest.raises(ValueError, match="complete rows"):
+        plot_corner(t[:3], t[:3], ["a", "b", "c"])
     assert [fig.axes[6].get_xlabel(), fig.axes[7].get_xlabel(), fig.axes[8].get_xlabel()] == [
         "a",
         "b",

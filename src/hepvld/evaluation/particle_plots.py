@@ -168,6 +168,11 @@ def plot_corner(
     wu = np.ones(len(u)) if unfolded_weights is None else np.asarray(unfolded_weights)
     kt, ku = np.isfinite(t).all(axis=1), np.isfinite(u).all(axis=1)
     t, wt, u, wu = t[kt], wt[kt], u[ku], wu[ku]
+    if min(len(t), len(u)) <= t.shape[1]:
+        raise ValueError(
+            f"a corner plot of {t.shape[1]} quantities needs more complete rows than that: "
+            f"truth has {len(t)}, unfolded {len(u)} (rows with an absent quantity are dropped)"
+        )
     ranges = [tuple(np.quantile(t[:, j], quantiles)) for j in range(t.shape[1])]
     common = {
         "labels": list(labels),

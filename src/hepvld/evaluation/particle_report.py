@@ -426,6 +426,19 @@ def _figures(
         emit("coverage", plots.plot_coverage(coverages)[0])
     idx = [col[c] for c, _ in CORNER_COLUMNS]
     for name, d in tables_by_model.items():
+        complete = min(
+            int(np.isfinite(tt[:, idx]).all(axis=1).sum()),
+            int(np.isfinite(d[:, 0][:, idx]).all(axis=1).sum()),
+        )
+        if complete < 10 * len(idx):
+            logger.warning(
+                "%s: no corner plot, %d events have all of %s (at least %d needed)",
+                name,
+                complete,
+                [c for c, _ in CORNER_COLUMNS],
+                10 * len(idx),
+            )
+            continue
         fig = plot_corner(
             tt[:, idx],
             d[:, 0][:, idx],
