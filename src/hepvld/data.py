@@ -264,7 +264,7 @@ def load_tensors(
         (``pass_detector``, ``pass_truth``) and the fakes / misses are counted by name in
         ``phase_space``.
         ``.h5`` / ``.hdf5`` paths are read as the VL-VLD R&D dataset
-        (:func:`hepvld.io.lvd.iterate_lvd`; ``open_kwargs`` do not apply).
+        (:func:`hepvld.io.iterate_events` -> :func:`hepvld.io.lvd.iterate_lvd`).
     include_misses
         Also keep events that fail the detector selection but pass the truth selection
         (misses, ``pass_detector`` False) for efficiency studies; by default only
@@ -278,17 +278,13 @@ def load_tensors(
         Selected events; the cut-flow is logged, with the number dropped at each cut.
     """
     from hepvld.io import iterate_events
-    from hepvld.io.lvd import is_lvd_path, iterate_lvd
 
     target_level = get_level(level)
-    chunks = (
-        iterate_lvd(source, step_size=step_size, entry_stop=entry_stop)
-        if is_lvd_path(source)
-        else iterate_events(source, step_size=step_size, entry_stop=entry_stop, **open_kwargs)
-    )
     parts = [
         _tensors_of(chunk, max_jets, require_truth, target_level, include_misses)
-        for chunk in chunks
+        for chunk in iterate_events(
+            source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
+        )
     ]
     out = (
         EventTensors.concatenate(parts)

@@ -32,7 +32,8 @@ naming the file, the group and what the group does hold):
 * per-object datasets of ``jets`` / ``electrons`` / ``muons`` shaped like their ``mask``:
   transverse momentum ``pt``, ``eta``, ``phi`` and the energy ``e`` (or ``energy``) or the
   ``mass``; jets' b-tag (detector) / b label (particle) ``btag`` (or ``is_tagged``,
-  ``b_tag``, ``flavour``, ``flavor``, ``hadronFlavour``: 5 or nonzero bit 0 = b);
+  ``b_tag``, ``btagged``: bit 0 set = b) or a flavour code ``flavour`` (``flavor``,
+  ``hadronFlavour``: ``|code| == 5`` = b);
   leptons' ``charge`` (optional);
 * the missing transverse momentum in a group ``met`` (or ``MET``) of a level with
   datasets ``met`` (or ``pt``) and ``phi``, shape ``(S,)`` or ``(S, 1)`` (at particle
@@ -78,6 +79,7 @@ LEVEL_GROUPS: tuple[str, ...] = ("partonlevel", "particlelevel", "recolevel")
 _ENERGY = ("e", "energy", "E")
 _MASS = ("mass", "m", "M")
 _BTAG = ("btag", "is_tagged", "b_tag", "btagged", "flavour", "flavor", "hadronFlavour")
+_FLAVOUR = ("flavour", "flavor", "hadronFlavour")
 _MET = ("met", "pt", "MET")
 _WEIGHT = ("weight", "weights", "event_weight")
 #: (hepvld GenPart row, partonlevel group path) in the 10-entry hard-process layout of
@@ -142,7 +144,7 @@ def _group(file: Any, path: str, where: str) -> Any:
 
 def _rows(ds: Any, lo: int, hi: int) -> np.ndarray:
     a = np.asarray(ds[lo:hi])
-    return a.reshape(len(a), -1)
+    return a.reshape(len(a), int(np.prod(ds.shape[1:], dtype=np.int64)))
 
 
 def _objects(
@@ -171,7 +173,9 @@ def _objects(
         b = _find(g, _BTAG, gw, required=False)
         if b is not None:
             raw = _rows(b, lo, hi).astype(np.int64)
-            is_b = (raw == 5) | ((raw != 5) & (np.bitwise_and(raw, 1) != 0))
+            name = b.name.rsplit("/", 1)[-1]
+            # flavour codes: b is |code| 5; tags: bit 0 (a 0/1 flag or Delphes' BTag bits)
+            is_b = np.abs(raw) == 5 if name in _FLAVOUR else np.bitwise_and(raw, 1) != 0
             out["b"] = ak.unflatten(is_b[mask], counts)
     else:
         q = _find(g, ("charge", "q"), gw, required=False)
@@ -297,49 +301,61 @@ def iterate_lvd(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     step_size: int = 100_000,
+    entry_start: int | None = None,
     entry_stop: int | None = None,
+    **open_kwargs: Any,
 ) -> Iterator[ak.Array]:
     """Yield chunks (at most ``step_size`` events, never spanning two files) of VL-VLD
     dataset files in hepvld's event layout (as :func:`hepvld.io.open_events` returns:
     ``Jet`` with ``btagged``, ``Electron``, ``Muon``, ``MET``, ``GenJet`` (with
     ``hadronFlavour`` where the file has a b label), ``GenDressedLepton``, ``GenMET``
     (where stored), ``GenPart`` (the 10 hard-process partons of ``partonlevel``),
-    ``event`` = global entry index, ``genWeight``). ``entry_stop`` bounds the entries read
-    over the files combined."""
-    from hepvld.io.reader import open_events
+    ``event`` = global entry index, ``genWeight``).
+
+    ``entry_start`` / ``entry_stop``: global entry range over the files combined (Python
+    slice semantics). ``open_kwargs``: the validation policies of
+    :func:`hepvld.io.open_events` (``on_nonfinite``, ``on_duplicate``, ``btag_wp``);
+    ``tree`` and ``schema`` do not apply to HDF5 and are ignored.
+    """
+    from hepvld.io.reader import _ranges, open_events
 
     if step_size < 1:
         raise ValueError(f"step_size must be >= 1, got {step_size}")
+    checks = {k: v for k, v in open_kwargs.items() if k not in ("tree", "schema", "branches")}
     paths = _paths(source)
     log.warning(
         "VL-VLD HDF5 input has no event numbers: event = global entry index over %s "
         "(splits by event number are stable for this file order)",
         paths,
     )
-    offset = 0
-    left = entry_stop
-    for path in paths:
-        n = lvd_entries(path)
-        stop = n if left is None else min(n, left)
-        for lo in range(0, stop, step_size):
-            chunk = _read(path, lo, min(lo + step_size, stop), offset)
-            yield open_events(chunk)
-        offset += n
-        if left is not None:
-            left -= stop
-            if left <= 0:
-                return
+    counts = [lvd_entries(p) for p in paths]
+    for path, (lo, hi, offset) in zip(paths, _ranges(counts, entry_start, entry_stop)):
+        for c0 in range(lo, hi, step_size):
+            chunk = _read(path, c0, min(c0 + step_size, hi), offset)
+            yield open_events(chunk, **checks)
 
 
 def open_lvd(
     source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
+    entry_start: int | None = None,
     entry_stop: int | None = None,
+    **open_kwargs: Any,
 ) -> ak.Array:
-    """All events of ``source`` at once (:func:`iterate_lvd` concatenated)."""
-    parts = list(iterate_lvd(source, step_size=1 << 62, entry_stop=entry_stop))
+    """All events of ``source`` at once (:func:`iterate_lvd` concatenated; an empty range
+    gives 0 events)."""
+    parts = list(
+        iterate_lvd(
+            source,
+            step_size=1 << 62,
+            entry_start=entry_start,
+            entry_stop=entry_stop,
+            **open_kwargs,
+        )
+    )
     if not parts:
-        raise SchemaError(f"{source!r} holds no events")
+        path = _paths(source)[0]
+        return _read(path, 0, 0, 0)
     return parts[0] if len(parts) == 1 else ak.concatenate(parts, axis=0)
 
 

@@ -222,3 +222,20 @@ def test_generated_file(request: pytest.FixtureRequest) -> None:
     n = t.target_mask.sum(1) - 1
     assert (n[t.pass_truth] >= 5).all()  # >= 4 jets and the lepton inside the phase space
     assert np.isfinite(t.targets).all()
+
+
+def test_fiducial_cut_after_unfolding(events: ak.Array) -> None:
+    """A wide-phase-space target cut to the detector phase space equals the narrow build."""
+    wide, narrow = ParticleLevel(phase_space="wide"), ParticleLevel()
+    tw, tn = wide.build(events), narrow.build(events)
+    values, mask, passed = wide.fiducial(tw.values, tw.mask)
+    np.testing.assert_array_equal(mask, tn.mask)
+    np.testing.assert_allclose(values, tn.values, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(passed, narrow.truth_selection(events).passed)
+    # draw axis (B, S, K, 9) and garbage in padded slots
+    draws = np.repeat(tw.values[:, None], 2, axis=1)
+    draws[~np.repeat(tw.mask[:, None], 2, axis=1)] = 1e6
+    v2, m2, p2 = wide.fiducial(draws, np.repeat(tw.mask[:, None], 2, axis=1))
+    assert p2.shape == (len(events), 2) and (p2 == passed[:, None]).all()
+    np.testing.assert_allclose(v2[:, 1], tn.values, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(m2[:, 0], tn.mask)
