@@ -189,7 +189,8 @@ def unfold(
     on_nonfinite: str = "raise",
     on_duplicate: str = "raise",
 ) -> ak.Array:
-    """Posterior samples of the model's target level (the 11 partons) for every event.
+    """Posterior samples of the model's target level for every event (the 11 partons, or
+    the variable-length particle-level objects and event vector).
 
     Parameters
     ----------
@@ -237,8 +238,10 @@ def unfold(
     ak.Array
         Length ``B`` (one entry per input event). Events that pass the hepvld selection
         hold the level's record (parton level: one field per parton, ``b_lep`` ...
-        ``ttbar``, each an ``(S,)`` list of ``Momentum4D`` vectors; and ``raw`` on
-        request); events that fail it are ``None`` (their number and the reasons are
+        ``ttbar``, each an ``(S,)`` list of ``Momentum4D`` vectors; particle level: an
+        ``(S,)`` list of draws, each ``{"objects": var * Momentum4D with an int8 type,
+        "event": {met, met_phi, nu}}``, :func:`hepvld.targets.particle_output.to_records`;
+        and ``raw`` on request); events that fail it are ``None`` (their number and the reasons are
         logged and kept in ``result.attrs["cutflow"]``).
     """
     import torch
