@@ -12,6 +12,7 @@ from hepvld.targets.base import (
     TargetTensors,
     get_level,
     level_from_meta,
+    model_shape,
     register_level,
 )
 from hepvld.targets.parton import PARTON, PartonLevel, PartonPreprocessing
@@ -26,5 +27,6 @@ __all__ = [
     "TargetTensors",
     "get_level",
     "level_from_meta",
+    "model_shape",
     "register_level",
 ]
