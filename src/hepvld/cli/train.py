@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
     options = target_options(args)
     if saved:
         level = level_from_meta(saved)
-        if options and options != level.options():
+        if options and get_level(level.name, options).options() != level.options():
             raise CLIError(
                 f"--resume: {args.run_dir} was trained with target options {level.options()}, "
                 f"not {options}"

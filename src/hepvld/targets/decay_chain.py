@@ -61,14 +61,14 @@ RESONANCES: tuple[str, ...] = ("t_lep", "t_had", "W_lep", "W_had")
 
 #: Discrete leaf masses [GeV] the decoder snaps to: PDG e/μ, a massless ν, and the quark
 #: masses of the hard-process record of Pythia 8 (d/u 0.33, s 0.5, c 1.5, b 4.8; q can be
-#: a b through CKM-suppressed W -> cb).
+#: a b through CKM-suppressed W -> cb), and 0 for massless light quarks (other generators).
 LEAF_MASSES: dict[str, tuple[float, ...]] = {
     "b_lep": (4.8,),
     "nu": (0.0,),
     "lep": (0.000511, 0.10566),
     "b_had": (4.8,),
-    "q1": (0.33, 0.5, 1.5, 4.8),
-    "q2": (0.33, 0.5, 1.5, 4.8),
+    "q1": (0.0, 0.33, 0.5, 1.5, 4.8),
+    "q2": (0.0, 0.33, 0.5, 1.5, 4.8),
 }
 
 #: Parameter names, in order (``P = 29``).

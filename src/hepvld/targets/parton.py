@@ -318,4 +318,9 @@ def _parton(**options: Any) -> PartonLevel:
         raise ValueError(
             f"the parton level has no options {sorted(unknown)}; it has 'parameterisation'"
         )
-    return PartonLevel(parameterisation=str(options.get("parameterisation", "components")))
+    parameterisation = str(options.get("parameterisation", "components"))
+    return (
+        PARTON
+        if parameterisation == "components"
+        else PartonLevel(parameterisation=parameterisation)
+    )
