@@ -146,7 +146,7 @@ def quality_metrics(
         "truth_masses": _masses(truth[:, None]),
         "shell": _shell(draws),
         "truth_shell": _shell(truth),
-        "crps_skill": float(np.exp(np.log(skill).mean())),
+        "crps_skill": float(np.exp(np.log(np.maximum(skill, 1e-300)).mean())),
         "es_skill": float(es / es_ref),
         "coverage": cov_out,
         "rank_bad": int((rh.pvalue[~constant] < 0.01).sum()),
