@@ -11,9 +11,10 @@ seed 202, an independent simulation), ``shifted175.root`` (16k, seed 303, m_t = 
 the prior-dependence study).
 
 Recipe (fixed, every model): ``python -m hepvld.train train.root --preset small`` with batch
-256, peak lr 1e-3, 100 warm-up steps, cosine decay over the steps the budget allows
-(``--train.max-time`` = the budget, wall clock at one thread; EMA 0.999; the train CLI's own
-90/10 train/validation split by event number, its 10 % test part unused). The whole test
+256, peak lr 1e-3, 100 warm-up steps, a cosine decay over 100k steps (so the budget,
+``--train.max-time``, wall clock at one thread, stops the run near the peak lr; ``--train-args
+--train.max-steps N`` anneals within it instead), EMA 0.999, the train CLI's split by event
+number (80 % train, 10 % validation, 10 % unused). The whole test
 file is then unfolded with ``hepvld.unfold`` (``--n-samples`` draws per event,
 ``--sampler``/``--steps``) and scored by :func:`metrics.quality_metrics` against the test
 truth, with the training truth as the floor's independent sample and the no-information
@@ -39,7 +40,7 @@ from metrics import format_markdown, quality_metrics
 
 log = logging.getLogger("quality")
 
-RECIPE = {"batch-size": 256, "lr": 1e-3, "warmup-steps": 100, "max-steps": 1_000_000}
+RECIPE = {"batch-size": 256, "lr": 1e-3, "warmup-steps": 100, "max-steps": 100_000}
 
 
 def data_dir() -> Path:
