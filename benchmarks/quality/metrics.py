@@ -94,7 +94,8 @@ def quality_metrics(
         ``n_events, n_draws``; ``distances`` and ``floor`` (name -> ``[total, error]``),
         ``per_type`` and ``floor_per_type`` (W1 per component type); ``masses`` and
         ``truth_masses`` (resonance -> regressed/summed -> median/width); ``shell`` and
-        ``truth_shell`` [GeV]; ``crps_skill``, ``es_skill``; ``coverage`` (level ->
+        ``truth_shell`` [GeV]; ``crps_skill`` (geometric mean over the components the
+        model does not predict exactly), ``crps_exact`` (how many it does), ``es_skill``; ``coverage`` (level ->
         median, components within ±0.03, defined components) and ``rank_bad``.
     """
     truth = np.asarray(truth, dtype=np.float64)
@@ -121,7 +122,10 @@ def quality_metrics(
     ref = prior_reference(np.asarray(train_truth, np.float64), b, s, rngs[2])
     c_model, c_ref = crps_fair(draws, truth).mean(0), crps_fair(ref, truth).mean(0)
     keep = ~constant & (c_ref > 0)
-    skill = c_model[keep] / c_ref[keep]
+    # a component the model predicts exactly (CRPS 0, e.g. the lepton flavour's mass under
+    # the decay parameterisation) would send the geometric mean to 0: counted apart
+    exact = keep & (c_model == 0)
+    skill = c_model[keep & ~exact] / c_ref[keep & ~exact]
     scale = np.where(constant, np.inf, truth.std(axis=0))
     es = energy_score(draws, truth, scale=scale).mean()
     es_ref = energy_score(ref, truth, scale=scale).mean()
@@ -146,7 +150,8 @@ def quality_metrics(
         "truth_masses": _masses(truth[:, None]),
         "shell": _shell(draws),
         "truth_shell": _shell(truth),
-        "crps_skill": float(np.exp(np.log(np.maximum(skill, 1e-300)).mean())),
+        "crps_skill": float(np.exp(np.log(skill).mean())) if len(skill) else float("nan"),
+        "crps_exact": int(exact.sum()),
         "es_skill": float(es / es_ref),
         "coverage": cov_out,
         "rank_bad": int((rh.pvalue[~constant] < 0.01).sum()),
@@ -203,7 +208,11 @@ def format_markdown(results: Mapping[str, Mapping[str, Any]]) -> str:
     row(
         "CRPS skill (geo. mean over components; 1 = no information)",
         "—",
-        [f"{r['crps_skill']:.3f}" for r in results.values()],
+        [
+            f"{r['crps_skill']:.3f}"
+            + (f" ({r['crps_exact']} exact)" if r.get("crps_exact", 0) else "")
+            for r in results.values()
+        ],
     )
     row("energy-score skill", "—", [f"{r['es_skill']:.3f}" for r in results.values()])
     for level in first["coverage"]:

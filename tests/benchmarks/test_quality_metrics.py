@@ -46,7 +46,7 @@ def test_exact_draws_reproduce_the_truth_figures(metrics: ModuleType, truth: tup
     assert r["shell"] == pytest.approx(r["truth_shell"], rel=1e-9)
     w = r["truth_masses"]["W_had"]["summed"]
     assert 70 < w["median"] < 90 and w["width"] > 0
-    assert r["crps_skill"] == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(r["crps_skill"]) and r["crps_exact"] == r["rank_of"]  # all exact
 
 
 def test_calibrated_posterior_covers_and_beats_no_information(
