@@ -76,7 +76,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vld", help="model family (hepvld.train --model)")
     p.add_argument("--preset", default="small")
-    p.add_argument("--budget-min", type=float, default=15.0, help="training wall clock, 1 thread")
+    p.add_argument("--budget-min", type=float, default=14.0, help="training wall clock, 1 thread")
     p.add_argument("--target-parameterisation", choices=("components", "decay"), default=None)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="more train options")
     p.add_argument("--checkpoint", type=Path, help="evaluate this run instead of training")
