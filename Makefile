@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench clean quality-data
 
 setup: $(VENV)/.hepvld-installed
 
@@ -31,6 +31,12 @@ lint: setup
 	$(PY) -m ruff check src tests benchmarks analysis examples
 	$(PY) -m ruff format --check src tests benchmarks analysis examples
 	$(PY) -m mypy
+
+# The quality benchmark's samples (benchmarks/quality/README.md), cached in
+# $(QUALITY_DIR): HEPVLD_QUALITY_DIR if set, else .cache/quality.
+QUALITY_DIR ?= $(or $(HEPVLD_QUALITY_DIR),.cache/quality)
+quality-data: setup
+	PY=$(abspath $(PY)) benchmarks/quality/make_data.sh $(QUALITY_DIR)
 
 clean:
 	rm -rf $(VENV) demo-output runs .pytest_cache

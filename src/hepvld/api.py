@@ -319,7 +319,7 @@ def unfold(
         )
         values.append(draws.values.float().cpu().numpy())
         masks.append(draws.mask.cpu().numpy())
-    shape = (0, n_samples, *net.target_shape)
+    shape = (0, n_samples, *level.shape)
     x = np.concatenate(values) if values else np.zeros(shape, np.float32)
     m = np.concatenate(masks) if masks else np.zeros(shape[:-1], bool)
     check_finite_draws(np.where(m[..., None], x, 0.0), numbers)

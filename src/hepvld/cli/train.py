@@ -5,7 +5,9 @@ event number into train / validation / test (the test part is never touched here
 ``hepvld evaluate`` can use it), fits the preprocessing on the training part, and runs
 :func:`hepvld.training.train`. Settings come from frozen dataclasses: defaults, then the
 ``--preset``, then an optional TOML file (``[train]`` and ``[model]`` tables), then
-``--train.*`` / ``--model.*`` options. ``--dry-run`` prints the resolved settings.
+``--train.*`` / ``--model.*`` options. Options of the target level (``[target]`` table,
+``--target.parameterisation``) are recorded in the checkpoint. ``--dry-run`` prints the
+resolved settings.
 """
 
 from __future__ import annotations
@@ -43,6 +45,17 @@ def build_parser(prog: str = "hepvld-train") -> argparse.ArgumentParser:
     p.add_argument("--tree", default="Events", help="input tree name")
     p.add_argument("--max-events", type=int, default=None, help="read at most this many entries")
     p.add_argument("--max-jets", type=int, default=20, help="jets kept per event")
+    from hepvld.targets.parton import PARAMETERISATIONS
+
+    p.add_argument(
+        "--target.parameterisation",
+        dest="target_parameterisation",
+        choices=PARAMETERISATIONS,
+        default=None,
+        help="what the network generates at parton level: the paper's 55 components "
+        "(default) or the decay chain (resonance masses, rest-frame directions; physics by "
+        "construction)",
+    )
     add_dataclass_arguments(p, TrainConfig, prefix="train")
     add_dataclass_arguments(p, ModelConfig, prefix="model")
     add_debug_arguments(p)
@@ -55,10 +68,11 @@ def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
     from hepvld.models import PRESETS, ModelConfig
 
     toml = load_toml(args.config) if args.config else {}
-    unknown = set(toml) - {"train", "model"}
+    unknown = set(toml) - {"train", "model", "target"}
     if unknown:
         raise CLIError(
-            f"{args.config}: unknown TOML tables {sorted(unknown)}; use [train] and [model]"
+            f"{args.config}: unknown TOML tables {sorted(unknown)}; use [train], [model] "
+            "and [target]"
         )
     train_cfg = merge(
         TrainConfig, None, toml.get("train"), namespace_overrides(args, TrainConfig, "train")
@@ -69,6 +83,16 @@ def resolve_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         model_over.setdefault("variant", variant)
     model_cfg = merge(ModelConfig, PRESETS[args.preset], toml.get("model"), model_over)
     return train_cfg, model_cfg
+
+
+def target_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of the target level: the TOML ``[target]`` table < ``--target.*``."""
+    from hepvld.config import load_toml
+
+    options = dict((load_toml(args.config) if args.config else {}).get("target", {}))
+    if getattr(args, "target_parameterisation", None) is not None:
+        options["parameterisation"] = args.target_parameterisation
+    return options
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -88,6 +112,7 @@ def _run(args: argparse.Namespace) -> int:
                     "model": args.model,
                     "train": to_dict(train_cfg),
                     "model_config": to_dict(model_cfg),
+                    "target_options": target_options(args),
                     "files": [str(f) for f in args.files],
                     "inputs": inputs,
                     "run_dir": str(args.run_dir),
@@ -112,7 +137,19 @@ def _run(args: argparse.Namespace) -> int:
                 f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
             )
         model_cfg = type(model_cfg).from_dict(saved["model_config"])
-    level = level_from_meta(saved) if saved else get_level(family_level(args.model))
+    options = target_options(args)
+    if saved:
+        level = level_from_meta(saved)
+        if options and get_level(level.name, options).options() != level.options():
+            raise CLIError(
+                f"--resume: {args.run_dir} was trained with target options {level.options()}, "
+                f"not {options}"
+            )
+    else:
+        try:
+            level = get_level(family_level(args.model), options)
+        except ValueError as err:
+            raise CLIError(f"target level: {err}") from None
     try:
         train_data, val_data, prep = prepare_data(
             args.files,

@@ -27,7 +27,7 @@ from hepvld.diffusion.samplers import SamplerSpec
 from hepvld.models.config import ModelConfig
 from hepvld.models.normalization import DetectorNormalizer
 from hepvld.nn import GatedMLP, SetEncoder
-from hepvld.targets import TargetLevel, get_level
+from hepvld.targets import TargetLevel, get_level, model_shape
 from hepvld.training.batches import Batch
 
 __all__ = [
@@ -169,8 +169,9 @@ class ConditionalGenerator(nn.Module):
                 f"model {self.name!r} generates a fixed-size vector; the target level "
                 f"{self.level.name!r} has a varying multiplicity"
             )
-        #: ``(K, H)`` of the target set and the flat size ``X = K * H``.
-        self.target_shape: tuple[int, int] = tuple(self.level.shape)  # type: ignore[assignment]
+        #: ``(K, H)`` of what the network generates (the level's ``shape``, or its
+        #: ``model_shape`` under a parameterisation of its own) and the flat size ``X = K * H``.
+        self.target_shape: tuple[int, int] = model_shape(self.level)
         self.target_dim = self.target_shape[0] * self.target_shape[1]
         #: Shape of the per-draw initial noise that :meth:`sample` consumes.
         self.noise_shape = tuple(int(n) for n in noise_shape)
@@ -241,8 +242,12 @@ class ConditionalGenerator(nn.Module):
         return x.flatten(1) if x.ndim == 3 else x
 
     def to_physical(self, x: Tensor) -> Tensor:
-        """Preprocessed targets ``(..., K, H)`` -> physical units (affine inverse)."""
-        return x * self.target_scale + self.target_shift
+        """Preprocessed targets ``(..., K, H)`` -> physical units: the affine inverse, then
+        the level's ``from_parameters`` when it has one (a decay-chain parameterisation
+        decodes to the level's own ``shape`` there)."""
+        x = x * self.target_scale + self.target_shift
+        decode = getattr(self.level, "from_parameters", None)
+        return x if decode is None else decode(x)
 
     def reconstruction_terms(self, x_hat: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """Squared error and physics consistency of a prediction.
@@ -389,7 +394,12 @@ class ConditionalGenerator(nn.Module):
             noise=noise,
             step_noise=step_noise,
         )
-        return Draws(self.to_physical(draws.values), draws.mask)
+        values = self.to_physical(draws.values)
+        if values.shape[:-1] != draws.mask.shape:  # a parameterisation of another shape
+            return Draws(
+                values, torch.ones(values.shape[:-1], dtype=torch.bool, device=values.device)
+            )
+        return Draws(values, draws.mask)
 
 
 def _as_set(x: Any, shape: tuple[int, int]) -> Tensor:

@@ -51,6 +51,7 @@ from hepvld.diffusion import SamplerSpec
 from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO, randn
 from hepvld.models.config import ModelConfig
 from hepvld.models.registry import register
+from hepvld.targets import model_shape
 
 __all__ = ["CINN", "GatedCoupling", "all_in_one_flow"]
 
@@ -121,7 +122,7 @@ class CINN(ConditionalGenerator):
     name = "cinn"
 
     def __init__(self, config: ModelConfig, io: ModelIO) -> None:
-        target_dim = io.target_level.shape[0] * io.target_level.shape[1]
+        target_dim = math.prod(model_shape(io.target_level))
         super().__init__(config, io, noise_shape=(target_dim,))
         self.flow = all_in_one_flow(
             target_dim,

@@ -16,6 +16,7 @@ Shapes: ``B`` events, ``C`` condition size, ``X`` target size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -26,6 +27,7 @@ from hepvld.models.base import Batch, Condition, ConditionalGenerator, ModelIO
 from hepvld.models.config import ModelConfig
 from hepvld.models.denoising import ConditionalDiffusion, upgrade_diffusion_keys
 from hepvld.models.registry import register
+from hepvld.targets import model_shape
 
 __all__ = ["VDM"]
 
@@ -36,7 +38,7 @@ class VDM(ConditionalGenerator):
     name = "vdm"
 
     def __init__(self, config: ModelConfig, io: ModelIO) -> None:
-        target_dim = io.target_level.shape[0] * io.target_level.shape[1]
+        target_dim = math.prod(model_shape(io.target_level))
         super().__init__(config, io, noise_shape=(target_dim,))
         self.diffusion = ConditionalDiffusion(
             target_dim, self.condition_dim, config, self.gated_mlp

@@ -13,6 +13,7 @@ from hepvld.targets.base import (
     TargetTensors,
     get_level,
     level_from_meta,
+    model_shape,
     register_level,
 )
 from hepvld.targets.particle import ParticleLevel, ParticlePreprocessing
@@ -30,5 +31,6 @@ __all__ = [
     "TargetTensors",
     "get_level",
     "level_from_meta",
+    "model_shape",
     "register_level",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "TargetTensors",
     "get_level",
     "level_from_meta",
+    "model_shape",
     "register_level",
 ]
 
@@ -202,3 +203,11 @@ def level_from_meta(meta: Mapping[str, Any]) -> TargetLevel:
     Checkpoints written before levels existed have no such field: they are ``parton``.
     """
     return get_level(str(meta.get("target_level", "parton")), meta.get("target_options") or {})
+
+
+def model_shape(level: TargetLevel) -> tuple[int, int]:
+    """Shape ``(K', H')`` of what a network generates for ``level``: its ``model_shape``
+    when it has a parameterisation of its own (the parton level's ``decay``), else its
+    ``shape``. Networks map it back with the level's ``from_parameters`` (if any)."""
+    shape = getattr(level, "model_shape", level.shape)
+    return int(shape[0]), int(shape[1])

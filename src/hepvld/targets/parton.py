@@ -25,7 +25,18 @@ from hepvld.physics.constants import COMPONENTS, DERIVED, PARTONS, TARGET_DIM
 from hepvld.physics.kinematics import LOG_E_MAX, mass_shell_residual
 from hepvld.targets.base import TargetTensors, register_level
 
-__all__ = ["PARTON", "PartonLevel", "PartonPreprocessing"]
+__all__ = [
+    "PARAMETERISATIONS",
+    "PARTON",
+    "DecayPreprocessing",
+    "PartonLevel",
+    "PartonPreprocessing",
+]
+
+#: What the network generates: ``components`` (the paper's 55 numbers, the default) or
+#: ``decay`` (the decay chain of :mod:`hepvld.targets.decay_chain`: resonance masses,
+#: rest-frame directions and the tt̄ momentum, physics by construction).
+PARAMETERISATIONS: tuple[str, ...] = ("components", "decay")
 
 #: Output components of each parton in ``python -m hepvld.unfold`` files.
 OUTPUT_COMPONENTS: tuple[str, ...] = ("pt", "eta", "phi", "mass")
@@ -77,6 +88,78 @@ class PartonPreprocessing:
         return self.flat.state_dict()
 
 
+class DecayPreprocessing:
+    """Partons ``(..., 11, 5)`` <-> standardised decay-chain parameters ``(..., 1, P)``.
+
+    ``transform`` maps physical partons to the parameters of
+    :func:`~hepvld.targets.decay_chain.to_parameters` and standardises them per parameter;
+    ``inverse_transform`` undoes the standardisation and decodes with
+    :func:`~hepvld.targets.decay_chain.from_parameters` (numpy or torch). :meth:`affine`
+    is the parameter-space map the network holds as buffers. The JSON state is a
+    :class:`~hepvld.features.TargetPreprocessor` state of the ``P`` parameters plus
+    ``"parameterisation": "decay"``.
+    """
+
+    def __init__(self, state: Mapping[str, Any] | None = None) -> None:
+        from hepvld.features.preprocessing import TargetPreprocessor
+
+        if state is not None and state.get("parameterisation") != "decay":
+            raise ValueError(
+                "the target preprocessing state is not that of the decay parameterisation "
+                f"(parameterisation={state.get('parameterisation')!r})"
+            )
+        flat = {k: v for k, v in (state or {}).items() if k != "parameterisation"}
+        self.flat = (
+            TargetPreprocessor() if state is None else TargetPreprocessor.from_state_dict(flat)
+        )
+
+    def fit(
+        self, values: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None
+    ) -> DecayPreprocessing:
+        """Fit on partons ``values (B, 11, 5)``, optional ``weights (B,)``.
+
+        Raises ValueError naming the leaf when a training leaf mass is not in
+        :data:`~hepvld.targets.decay_chain.LEAF_MASSES` (the decoder would move it).
+        """
+        from hepvld.targets import decay_chain as dc
+
+        values = np.asarray(values, dtype=np.float64)
+        for leaf in dc.LEAVES:
+            m = values[:, PARTONS.index(leaf), 0]
+            table = np.asarray(dc.LEAF_MASSES[leaf])
+            off = np.abs(m[:, None] - table).min(-1) > 1e-3 * np.maximum(table.max(), 1.0)
+            if off.any():
+                raise ValueError(
+                    f"decay parameterisation: {int(off.sum())} training events have a {leaf} "
+                    f"mass outside {tuple(table)} GeV (e.g. {m[off][0]:.4g}); use "
+                    "parameterisation 'components' for this generator"
+                )
+        self.flat.fit(dc.to_parameters(values), weights)
+        return self
+
+    def transform(self, values: Any, mask: Any) -> Any:
+        """Physical partons ``(..., 11, 5)`` (numpy) -> standardised parameters ``(..., 1, P)``."""
+        from hepvld.targets.decay_chain import to_parameters
+
+        return self.flat.transform(to_parameters(np.asarray(values)))[..., None, :]
+
+    def inverse_transform(self, values: Any, mask: Any) -> Any:
+        """Standardised parameters ``(..., 1, P)`` -> physical partons ``(..., 11, 5)``."""
+        from hepvld.targets.decay_chain import from_parameters
+
+        return from_parameters(self.flat.inverse_transform(values[..., 0, :]))
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(shift, scale)``, each ``(1, P)`` float64, of the parameters."""
+        if self.flat.mean is None or self.flat.scale is None:
+            raise RuntimeError("DecayPreprocessing is not fitted")
+        return self.flat.mean[None], self.flat.scale[None]
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON state: the parameters' standardisation plus ``parameterisation``."""
+        return {**self.flat.state_dict(), "parameterisation": "decay"}
+
+
 @dataclass(frozen=True)
 class PartonLevel:
     """The 11-parton, 55-component target level (see the module docstring)."""
@@ -87,11 +170,39 @@ class PartonLevel:
     names: tuple[str, ...] = PARTONS
     #: Components per parton, in feature order.
     components: tuple[str, ...] = COMPONENTS
+    #: What the network generates (:data:`PARAMETERISATIONS`); the level's values, draws
+    #: and records are the 11 partons × 5 components either way.
+    parameterisation: str = "components"
+
+    def __post_init__(self) -> None:
+        if self.parameterisation not in PARAMETERISATIONS:
+            raise ValueError(
+                f"parton level: unknown parameterisation {self.parameterisation!r}; "
+                f"choose from {PARAMETERISATIONS}"
+            )
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(N, F) = (11, 5)``."""
         return len(self.names), len(self.components)
+
+    @property
+    def model_shape(self) -> tuple[int, int]:
+        """Shape of what the network generates: ``(11, 5)``, or ``(1, P)`` for ``decay``."""
+        if self.parameterisation == "decay":
+            from hepvld.targets.decay_chain import PARAMETERS
+
+            return 1, len(PARAMETERS)
+        return self.shape
+
+    def from_parameters(self, values: Any) -> Any:
+        """Physical network outputs ``(..., *model_shape)`` -> partons ``(..., 11, 5)``
+        (numpy or torch; the identity for ``components``)."""
+        if self.parameterisation == "decay":
+            from hepvld.targets.decay_chain import from_parameters
+
+            return from_parameters(values[..., 0, :])
+        return values
 
     @property
     def dim(self) -> int:
@@ -108,7 +219,12 @@ class PartonLevel:
         return DERIVED
 
     def options(self) -> dict[str, Any]:
-        return {}
+        """``{}`` for the default (as every checkpoint so far), else the parameterisation."""
+        return (
+            {}
+            if self.parameterisation == "components"
+            else {"parameterisation": self.parameterisation}
+        )
 
     # -- names and indices -----------------------------------------------------------
     def index(self, particle: str, component: str) -> int:
@@ -146,7 +262,11 @@ class PartonLevel:
             np.zeros((0, *self.shape), np.float32), np.zeros((0, len(self.names)), bool)
         )
 
-    def preprocessing(self, state: Mapping[str, Any] | None = None) -> PartonPreprocessing:
+    def preprocessing(
+        self, state: Mapping[str, Any] | None = None
+    ) -> PartonPreprocessing | DecayPreprocessing:
+        if self.parameterisation == "decay":
+            return DecayPreprocessing(state)
         return PartonPreprocessing(state)
 
     # -- draws -> records ------------------------------------------------------------
@@ -187,12 +307,20 @@ class PartonLevel:
         return feature_table(self.flat(np.asarray(values)))
 
 
-#: The parton level (no options).
+#: The parton level with the default parameterisation (the paper's 55 components).
 PARTON = PartonLevel()
 
 
 @register_level("parton")
 def _parton(**options: Any) -> PartonLevel:
-    if options:
-        raise ValueError(f"the parton level has no options {sorted(options)}")
-    return PARTON
+    unknown = set(options) - {"parameterisation"}
+    if unknown:
+        raise ValueError(
+            f"the parton level has no options {sorted(unknown)}; it has 'parameterisation'"
+        )
+    parameterisation = str(options.get("parameterisation", "components"))
+    return (
+        PARTON
+        if parameterisation == "components"
+        else PartonLevel(parameterisation=parameterisation)
+    )
