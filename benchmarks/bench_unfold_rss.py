@@ -14,12 +14,13 @@ near 1 for streaming.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from hepvld.cli._common import Parser
 
 
 def _peak_rss_mb(cmd: list[str]) -> float:
@@ -31,7 +32,7 @@ def _peak_rss_mb(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--large", type=int, default=100_000)
     ap.add_argument("--chunk", type=int, default=10_000)
