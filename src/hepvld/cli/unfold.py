@@ -5,6 +5,10 @@ The output is a TTree ``Unfolded`` with one entry per *selected* input event: ``
 whose branches ``Draw_<parton>_<pt|eta|phi|mass>`` hold the S posterior draws of each
 parton (``b_lep`` ... ``ttbar``); see :func:`hepvld.io.unfolded.write_unfolded`. Events
 failing the selection are counted in the log.
+
+The output is written under a temporary name and renamed when complete; after each chunk
+a journal ``OUTPUT.journal.json`` records the progress, and ``--resume`` continues a
+killed run from its last complete chunk (:func:`hepvld.io.unfolded.unfold_files`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
         choices=("raise", "drop", "ignore"),
         help="NaN/inf or impossible input values: refuse, drop those events, or keep them",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of the same command from its last complete chunk "
+        "(journal OUTPUT.journal.json); the result equals an uninterrupted run",
+    )
     add_debug_arguments(p)
     return p
 
@@ -97,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,
+        resume=args.resume,
     )
     log.info("wrote %d events x %d draws to %s", n, args.n_samples, args.output)
     log.info("selection:\n%s", cutflow)

@@ -55,6 +55,7 @@ __all__ = [
     "OnNonFinite",
     "SchemaName",
     "check_root_file",
+    "chunk_ranges",
     "inspect_files",
     "iterate_events",
     "open_events",
@@ -643,6 +644,37 @@ def iterate_events(
     finally:
         for t in trees:
             t.tree.file.close()
+
+
+def chunk_ranges(
+    source: Any,
+    *,
+    step_size: int = 100_000,
+    tree: str = "Events",
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+) -> list[tuple[int, int]]:
+    """Global entry ranges ``[lo, hi)`` (over the concatenated files) of the chunks that
+    :func:`iterate_events` yields for the same files and arguments, in order.
+
+    Only the trees' entry counts are read. Used to record how far a chunked job got
+    (``hepvld unfold --resume``), since a chunk's length after ``on_nonfinite="drop"`` is
+    not the number of entries it consumed.
+    """
+    if step_size < 1:
+        raise ValueError(f"step_size must be >= 1, got {step_size}")
+    counts = []
+    for path in resolve_paths(source):
+        t = _open_tree(path, tree, "auto", None)
+        try:
+            counts.append(int(t.tree.num_entries))
+        finally:
+            t.tree.file.close()
+    return [
+        (offset + c0, offset + min(c0 + step_size, hi))
+        for lo, hi, offset in _ranges(counts, entry_start, entry_stop)
+        for c0 in range(lo, hi, step_size)
+    ]
 
 
 def inspect_files(
