@@ -156,11 +156,17 @@ def _tensors_of(
     import awkward as ak
 
     from hepvld.features import detector_tensors, select
+    from hepvld.io import TruthError
+    from hepvld.io.reader import SOURCE_ATTR
 
     mask, cutflow = select(events, require_truth=require_truth)
     sel = events[mask]
     det = detector_tensors(sel, max_jets)
-    targets = level.build(sel) if require_truth else None
+    try:
+        targets = level.build(sel) if require_truth else None
+    except TruthError as err:
+        where = events.attrs.get(SOURCE_ATTR) if hasattr(events, "attrs") else None
+        raise (TruthError(f"{where}: {err}") if where else err) from None
     return EventTensors(
         objects=det.objects,
         mask=det.mask,

@@ -43,6 +43,14 @@ def build_parser(prog: str = "hepvld-train") -> argparse.ArgumentParser:
     p.add_argument("--tree", default="Events", help="input tree name")
     p.add_argument("--max-events", type=int, default=None, help="read at most this many entries")
     p.add_argument("--max-jets", type=int, default=20, help="jets kept per event")
+    p.add_argument(
+        "--tops",
+        choices=("hard", "after_isr"),
+        default=None,
+        help="parton level: the tops of the hard process before ISR (tt̄ pT = 0 in hepvld "
+        "files; the default) or after ISR recoil, i.e. their last copies before the decay "
+        "(recorded in the checkpoint)",
+    )
     add_dataclass_arguments(p, TrainConfig, prefix="train")
     add_dataclass_arguments(p, ModelConfig, prefix="model")
     add_debug_arguments(p)
@@ -112,7 +120,16 @@ def _run(args: argparse.Namespace) -> int:
                 f"--resume: {args.run_dir} holds a {saved['model']!r} model, not {args.model!r}"
             )
         model_cfg = type(model_cfg).from_dict(saved["model_config"])
-    level = level_from_meta(saved) if saved else get_level(family_level(args.model))
+    if saved:
+        level = level_from_meta(saved)
+        recorded = level.options().get("tops", "hard")
+        if args.tops is not None and args.tops != recorded:
+            raise CLIError(f"--resume: {args.run_dir} was trained with --tops {recorded}")
+    else:
+        name = family_level(args.model)
+        if args.tops is not None and name != "parton":
+            raise CLIError(f"--tops is an option of the parton level; {args.model} unfolds {name}")
+        level = get_level(name, {"tops": args.tops} if args.tops else None)
     try:
         train_data, val_data, prep = prepare_data(
             args.files,

@@ -51,6 +51,7 @@ from hepvld.io.schemas import (
 from hepvld.io.validate import check_counts, check_dtype, check_unique_events, check_values
 
 __all__ = [
+    "SOURCE_ATTR",
     "OnDuplicate",
     "OnNonFinite",
     "SchemaName",
@@ -63,6 +64,10 @@ __all__ = [
 ]
 
 vector.register_awkward()
+
+#: Key of ``chunk.attrs`` naming where a chunk read from a file comes from (file, tree,
+#: entry range), for errors raised by later steps (e.g. building targets).
+SOURCE_ATTR = "hepvld_source"
 log = logging.getLogger(__name__)
 
 SchemaName = Literal["auto", "nanoaod", "delphes"]
@@ -465,7 +470,9 @@ def _read(
         return arrays[t.schema.branch(coll, spec)]
 
     where = f"{t.path!r}, tree {t.name!r}"
-    return _assemble(t.plan, get, t.schema, hi - lo, offset + lo, where, on_nonfinite, btag_wp)
+    chunk = _assemble(t.plan, get, t.schema, hi - lo, offset + lo, where, on_nonfinite, btag_wp)
+    chunk.attrs[SOURCE_ATTR] = f"{where}, entries {lo}-{hi}"  # for errors found later
+    return chunk
 
 
 class _Unique:

@@ -87,6 +87,15 @@ class PartonLevel:
     names: tuple[str, ...] = PARTONS
     #: Components per parton, in feature order.
     components: tuple[str, ...] = COMPONENTS
+    #: Definition of the tops (:data:`hepvld.physics.partons.TOP_DEFINITIONS`): ``"hard"``
+    #: (hard process, tt̄ pT = 0 in hepvld files) or ``"after_isr"`` (last copies).
+    tops: str = "hard"
+
+    def __post_init__(self) -> None:
+        from hepvld.physics.partons import TOP_DEFINITIONS
+
+        if self.tops not in TOP_DEFINITIONS:
+            raise ValueError(f"parton level: tops={self.tops!r}; choose from {TOP_DEFINITIONS}")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,7 +117,8 @@ class PartonLevel:
         return DERIVED
 
     def options(self) -> dict[str, Any]:
-        return {}
+        """Options other than the defaults (checkpoints without ``tops`` are ``"hard"``)."""
+        return {} if self.tops == "hard" else {"tops": self.tops}
 
     # -- names and indices -----------------------------------------------------------
     def index(self, particle: str, component: str) -> int:
@@ -138,7 +148,7 @@ class PartonLevel:
 
         if len(events) == 0:
             return self.empty()
-        x = parton_targets(events, on_invalid=on_invalid)  # type: ignore[arg-type]
+        x = parton_targets(events, on_invalid=on_invalid, tops=self.tops)  # type: ignore[arg-type]
         return TargetTensors(self.unflat(x), np.ones((len(x), len(self.names)), dtype=bool))
 
     def empty(self) -> TargetTensors:
@@ -187,12 +197,14 @@ class PartonLevel:
         return feature_table(self.flat(np.asarray(values)))
 
 
-#: The parton level (no options).
+#: The parton level with the default options.
 PARTON = PartonLevel()
 
 
 @register_level("parton")
 def _parton(**options: Any) -> PartonLevel:
-    if options:
-        raise ValueError(f"the parton level has no options {sorted(options)}")
-    return PARTON
+    unknown = sorted(set(options) - {"tops"})
+    if unknown:
+        raise ValueError(f"the parton level has no options {unknown}; it has ['tops']")
+    level = PartonLevel(**options)
+    return PARTON if level == PARTON else level
