@@ -137,7 +137,7 @@ def test_last_top_copies_give_the_tops_after_isr(tiny_root_file: Path) -> None:
 
 def test_exactly_one_leptonic_w_and_charge_alternation(tiny_root_file: Path) -> None:
     a = _arrays(tiny_root_file)
-    daughters = np.abs(ak.to_numpy(a["GenPart_pdgId"][:, 6:]))
+    daughters = np.abs(ak.to_numpy(a["GenPart_pdgId"][:, 6:10]))
     leptonic_plus = np.isin(daughters[:, :2], (11, 12, 13, 14)).all(axis=1)
     leptonic_minus = np.isin(daughters[:, 2:], (11, 12, 13, 14)).all(axis=1)
     assert np.all(leptonic_plus ^ leptonic_minus)

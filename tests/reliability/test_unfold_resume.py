@@ -162,16 +162,25 @@ def test_resume_refuses_other_options_and_missing_journal(
     with pytest.raises(ResumeError, match=r"nothing to resume: .*out\.root\.journal\.json"):
         unfold_files([big_file], out, resume=True, **kwargs)
 
-    real = hepvld.api.unfold
+    # an error before the first chunk is done leaves nothing behind
+    with pytest.raises(ValueError, match="euler"):
+        unfold_files([big_file], out, sampler="euler", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+    real, calls = hepvld.api.unfold, []
 
     @functools.wraps(real)
     def failing(events, **kw):
-        raise KeyboardInterrupt
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(events, **kw)
 
     monkeypatch.setattr(hepvld.api, "unfold", failing)
     with pytest.raises(KeyboardInterrupt):
         unfold_files([big_file], out, **kwargs)
     monkeypatch.setattr(hepvld.api, "unfold", real)
+    assert json.loads(journal_path(out).read_text())["entries_done"] == CHUNK
     with pytest.raises(ResumeError, match=r"seed: 0 -> 5.*same options"):
         unfold_files([big_file], out, resume=True, seed=5, **kwargs)
     with pytest.raises(ResumeError, match=r"n_samples: 2 -> 4"):

@@ -267,56 +267,73 @@ def unfold_files(
             stale = output.with_name(str(read_journal(output)["partial"]))
             stale.unlink(missing_ok=True)
 
-    with ChunkedTreeWriter(
-        output, "Unfolded", compression=_codec(compression), keep_partial=True
-    ) as out:
+    out = ChunkedTreeWriter(output, "Unfolded", compression=_codec(compression), keep_partial=True)
+    journal_partial = None if old_partial is None else old_partial.name
 
-        def save() -> None:
-            write_journal(
-                output,
-                {
-                    "run": run,
-                    "partial": out.partial.name,
-                    "entries_done": entries_done,
-                    "events_written": out.n_written,
-                    "cutflow": cutflow.to_dict(),
-                },
-            )
-
-        if old_partial is not None:
-            _copy_partial(old_partial, done_events, out, chunk_events)
-        save()
-        if old_partial is not None:
-            old_partial.unlink()
-        # the chunks still to do (their ends are recorded: after on_nonfinite="drop" a
-        # chunk's length is not the number of entries it consumed)
-        todo = chunk_ranges(
-            paths,
-            step_size=chunk_events,
-            tree=tree,
-            entry_start=entries_done,
-            entry_stop=max_events,
+    def save() -> None:
+        nonlocal journal_partial
+        write_journal(
+            output,
+            {
+                "run": run,
+                "partial": out.partial.name,
+                "entries_done": entries_done,
+                "events_written": out.n_written,
+                "cutflow": cutflow.to_dict(),
+            },
         )
-        if todo:
+        journal_partial = out.partial.name
+
+    try:
+        with out:
+            if old_partial is not None:
+                _copy_partial(old_partial, done_events, out, chunk_events)
+            save()
+            if old_partial is not None:
+                old_partial.unlink()
+            # the chunks still to do (their ends are recorded: after on_nonfinite="drop"
+            # a chunk's length is not the number of entries it consumed)
+            todo = chunk_ranges(
+                paths,
+                step_size=chunk_events,
+                tree=tree,
+                entry_start=entries_done,
+                entry_stop=max_events,
+            )
             chunks = iterate_events(
                 paths,
                 tree=tree,
                 step_size=chunk_events,
-                entry_start=todo[0][0],
+                entry_start=entries_done,
                 entry_stop=max_events,
                 on_nonfinite=on_nonfinite,  # type: ignore[arg-type]
             )
-            for (_, hi), events in zip(todo, chunks, strict=True):
+            for (_, hi), events in zip(todo, chunks if todo else (), strict=True):
                 result = unfold(events, model=um, **unfold_kwargs)
-                out.extend(unfolded_branches(result, ak.to_numpy(events["event"]), level=um.level))
+                level = um.level
+                out.extend(unfolded_branches(result, ak.to_numpy(events["event"]), level=level))
                 cutflow = cutflow + result.attrs["cutflow"]
                 entries_done = hi
                 save()
-        if not out.has_tree:  # no entries at all: an empty, correctly typed tree
-            empty = open_events(paths, tree=tree, entry_stop=0)
-            result = unfold(empty, model=um, **unfold_kwargs)
-            out.extend(unfolded_branches(result, ak.to_numpy(empty["event"]), level=um.level))
-            cutflow = cutflow + result.attrs["cutflow"]
-        out.marker = {"cutflow": cutflow.to_dict()}
+            if not out.has_tree:  # no entries at all: an empty, correctly typed tree
+                empty = open_events(paths, tree=tree, entry_stop=0)
+                result = unfold(empty, model=um, **unfold_kwargs)
+                out.extend(unfolded_branches(result, ak.to_numpy(empty["event"]), level=um.level))
+                cutflow = cutflow + result.attrs["cutflow"]
+            out.marker = {"cutflow": cutflow.to_dict()}
+    except BaseException:
+        if out.partial.name != journal_partial:  # e.g. a resume failing while copying
+            out.partial.unlink(missing_ok=True)
+        if entries_done == 0:  # nothing worth resuming: leave nothing behind
+            out.partial.unlink(missing_ok=True)
+            journal_path(output).unlink(missing_ok=True)
+        else:
+            log.warning(
+                "%s: stopped after %d input entries; the same command with --resume "
+                "continues from there",
+                output,
+                entries_done,
+            )
+        raise
     journal_path(output).unlink(missing_ok=True)
     return out.n_written, cutflow
