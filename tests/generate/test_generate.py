@@ -89,7 +89,7 @@ def test_truth_chain_kinematics(tiny_root_file: Path) -> None:
     a = _arrays(tiny_root_file)
     ids = ak.to_numpy(a["GenPart_pdgId"])
     assert np.all(ids[:, :6] == [6, -6, 24, 5, -24, -5])
-    mothers = [-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1]
+    mothers = [-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1]  # the last copies hang off the tops
     assert np.all(ak.to_numpy(a["GenPart_genPartIdxMother"]) == mothers)
     p = [_four_vectors(a, i) for i in range(10)]
     m_top = ak.to_numpy(a["GenPart_mass"][:, 0])
@@ -170,7 +170,7 @@ def test_coffea_nanoaod_schema(tiny_root_file: Path) -> None:
     assert gen.parent.pdgId[:, 2:6].tolist()[0] == [6, 6, -6, -6]
     assert ak.all(abs(gen.distinctParent.pdgId[:, 6:]) == 24)
     children = gen.children.pdgId
-    assert sorted(children[0, 0].tolist()) == [5, 24]
+    assert sorted(children[0, 0].tolist()) == [5, 6, 24]  # W, b and the last copy
     assert ak.all(ak.num(children[:, 2], axis=1) == 2)
     assert ak.all(events.Jet.matched_gen.pt[events.Jet.genJetIdx >= 0] > 0)
     assert ak.all(events.MET.pt >= 0) and ak.all(events.GenMET.pt >= 0)

@@ -108,7 +108,7 @@ def test_hepvld_genpart_with_last_copies(tmp_path: Path) -> None:
     gp = hard.genpart(last)
     assert ak.num(gp).tolist() == [12] * len(events)
     assert gp.pdgId[0, 10:].tolist() == [6, -6] and gp.status[0, 10:].tolist() == [62, 62]
-    assert gp.genPartIdxMother[0, 10:].tolist() == [0, 1]
+    assert gp.genPartIdxMother[0].tolist() == [-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1]
     assert gp.statusFlags[0, 10:].tolist() == [GENPART_LAST_COPY_FLAGS] * 2
     assert not (ak.to_numpy(gp.statusFlags[:, :2]) >> 13 & 1).any()  # no longer last copies
     rebuilt = ak.with_field(events, gp, "GenPart")

@@ -27,6 +27,7 @@ from hepvld.generate import kinematics
 __all__ = [
     "GENPART_LAST_COPY_FLAGS",
     "GENPART_MOTHERS",
+    "GENPART_MOTHERS_WITH_LAST_COPIES",
     "GENPART_STATUS_FLAGS",
     "HardProcess",
     "ParticleRecord",
@@ -43,6 +44,11 @@ GENPART_MOTHERS = np.array([-1, -1, 0, 0, 1, 1, 2, 2, 4, 4], dtype=np.int32)
 #: NanoAOD statusFlags bits isPrompt(0), isHardProcess(7), fromHardProcess(8),
 #: isFirstCopy(12), isLastCopy(13): all set for the hard-process chain.
 GENPART_STATUS_FLAGS = (1 << 0) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 13)
+#: ``GenPart_genPartIdxMother`` with the last top copies (entries 10, 11): they hang off
+#: the hard tops, as W and b do. (NanoAOD would make the last copy the mother of W and b,
+#: but entries 0-9 keep their positions and coffea's ``children`` needs every mother
+#: before its daughters.)
+GENPART_MOTHERS_WITH_LAST_COPIES = np.array([-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1], dtype=np.int32)
 #: statusFlags of the last top copies (entries 10, 11): isPrompt(0), fromHardProcess(8),
 #: isLastCopy(13). With them present the hard-process tops lose isLastCopy.
 GENPART_LAST_COPY_FLAGS = (1 << 0) | (1 << 8) | (1 << 13)
@@ -297,7 +303,9 @@ class HardProcess:
         last_tops : numpy.ndarray of float64, shape (B, 2, 4), optional
             ``(px, py, pz, e)`` of the last copies of t and t̄ (:func:`last_top_copies`);
             entries 10 and 11 (status 62, mothers 0 and 1, flags
-            :data:`GENPART_LAST_COPY_FLAGS`). Rows of events without a chain are zero.
+            :data:`GENPART_LAST_COPY_FLAGS`; mothers
+            :data:`GENPART_MOTHERS_WITH_LAST_COPIES`). Rows of events without a chain
+            are zero.
 
         Raises
         ------
@@ -326,7 +334,7 @@ class HardProcess:
             flags = np.concatenate(
                 [flags, np.full((n, 2), GENPART_LAST_COPY_FLAGS, dtype=np.int32)], axis=1
             )
-            mothers = np.concatenate([mothers, np.broadcast_to([0, 1], (n, 2))], axis=1)
+            mothers = np.broadcast_to(GENPART_MOTHERS_WITH_LAST_COPIES, (n, 12))
         fields = {
             "pt": kinematics.pt(px, py),
             "eta": kinematics.eta(px, py, pz),
