@@ -220,6 +220,7 @@ def unfold_files(
     from hepvld.io.errors import ResumeError
     from hepvld.io.journal import check_same_run, journal_path, read_journal, write_journal
     from hepvld.io.output import ChunkedTreeWriter
+    from hepvld.runtime import release_free_memory
 
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
@@ -315,6 +316,8 @@ def unfold_files(
                 cutflow = cutflow + result.attrs["cutflow"]
                 entries_done = hi
                 save()
+                del result, events
+                release_free_memory()  # keeps the resident size flat over many chunks
             if not out.has_tree:  # no entries at all: an empty, correctly typed tree
                 empty = open_events(paths, tree=tree, entry_stop=0)
                 result = unfold(empty, model=um, **unfold_kwargs)
