@@ -184,7 +184,7 @@ def _open_tree(path: str, tree: str, schema: SchemaName, branches: Sequence[str]
     check_root_file(path)
     try:
         # No array cache: every chunk is read once, and uproot's default (100 MB per open
-        # file) kept the arrays of past chunks, so a streaming read grew by ~1 kB per
+        # file) kept the arrays of past chunks, so a streaming read grew by ~0.4 kB per
         # event up to 100 MB for each input file (benchmarks/bench_unfold_rss.py).
         file = uproot.open(path, array_cache=None)
         classes = {k.split(";")[0]: c for k, c in file.classnames().items()}
