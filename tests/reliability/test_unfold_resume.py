@@ -17,10 +17,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
 import pytest
+import torch
 import uproot
 
 from hepvld.io import ResumeError
@@ -30,6 +32,16 @@ from hepvld.testing.synthetic import toy_events, write_root
 
 CHUNK = 100
 OPTIONS = ["-S", "3", "--steps", "2", "--sampler", "ddim", "--chunk-events", str(CHUNK)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """The in-process runs use 1 torch thread, as the subprocesses (OMP_NUM_THREADS=1):
+    another thread count changes the draws by float rounding."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
