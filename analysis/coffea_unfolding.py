@@ -17,11 +17,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from hepvld.cli._common import Parser
+
 log = logging.getLogger("coffea_unfolding")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", help="input ROOT files (tree Events)")
     p.add_argument("--checkpoint", required=True, help="run directory of python -m hepvld.train")
     p.add_argument("-o", "--output", default="coffea_unfolding", help="output directory")

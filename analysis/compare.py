@@ -28,6 +28,7 @@ import awkward as ak
 import numpy as np
 
 import hepvld
+from hepvld.cli._common import Parser
 from hepvld.data import load_tensors, split_by_event
 from hepvld.evaluation import Table, flatten_detector, write_report
 from hepvld.io import open_events
@@ -99,7 +100,7 @@ def train_model(name: str, files: Sequence[Path], run_dir: Path, args: argparse.
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--models", nargs="+", default=list(LABELS), choices=sorted(MODELS))
     p.add_argument("--preset", default="small")

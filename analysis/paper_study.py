@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hepvld.cli._common import Parser
+
 __all__ = ["comparison_table", "main", "paper_name"]
 
 log = logging.getLogger("paper_study")
@@ -156,7 +158,7 @@ def comparison_table(results: dict[str, Any], models: Sequence[str]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument(

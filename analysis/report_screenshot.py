@@ -11,7 +11,6 @@ slow test ``tests/evaluation/test_report_browser.py``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -19,6 +18,8 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from hepvld.cli._common import Parser
 
 __all__ = ["find_chromium", "main", "screenshot"]
 
@@ -80,7 +81,7 @@ def screenshot(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("html", type=Path, help="the report's HTML file")
     p.add_argument("-o", "--output", type=Path, default=Path("report.png"), help="PNG to write")
     p.add_argument("--width", type=int, default=1280, help="window width in CSS pixels")

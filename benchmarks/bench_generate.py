@@ -10,12 +10,12 @@ a few repeats. CPU time is this process's ``time.process_time`` around the whole
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from hepvld.cli._common import Parser
 from hepvld.generate import generate
 
 
@@ -34,7 +34,7 @@ def measure(n_events: int, *, mpi: bool, seed: int, directory: Path) -> tuple[fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="generated events per run")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -14,12 +14,12 @@ column is how many times faster CINN is than the model at that step count.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
+from hepvld.cli._common import Parser
 from hepvld.diffusion import SamplerSpec
 from hepvld.models import MODELS, build_model, model_config
 
@@ -43,7 +43,7 @@ def _time(fn: object, repeats: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=sorted(MODELS), choices=sorted(MODELS))
     p.add_argument("--preset", default="paper")
     p.add_argument("--events", type=int, default=128)

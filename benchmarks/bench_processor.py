@@ -13,7 +13,6 @@ wall time, input events/s and event-draws/s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from hepvld.cli._common import Parser
 
 
 def _run(executor: Any, files: list[str], proc: Any, chunksize: int) -> tuple[dict, float]:
@@ -39,7 +40,7 @@ def _run(executor: Any, files: list[str], proc: Any, chunksize: int) -> tuple[di
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--files", nargs="*")
     p.add_argument("--checkpoint")
     p.add_argument("--events", type=int, default=1000)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from hepvld.api import load
+from hepvld.cli._common import Parser
 from hepvld.diffusion import SAMPLERS
 from hepvld.evaluate import load_evaluation_data, load_training_truth, unfold_draws
 from hepvld.evaluation import compare_samples, truth_floor
@@ -50,7 +51,7 @@ def _fmt(pair: tuple[float, float]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(
+    p = Parser(
         description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument(

@@ -13,7 +13,6 @@ best of ``--repeat`` runs for ``open_events`` alone and for ``load_tensors``
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
+from hepvld.cli._common import Parser
 from hepvld.data import load_tensors
 from hepvld.io import open_events
 from hepvld.testing.synthetic import toy_events, write_root
@@ -45,7 +45,7 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--file", type=Path, help="ROOT file to read (default: synthetic)")
     ap.add_argument("--events", type=int, default=100_000, help="size of the synthetic file")
     ap.add_argument("--repeat", type=int, default=3)

@@ -10,17 +10,17 @@ the device runs out of memory. Prints event-draws/s and the peak memory of each 
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 from _inputs import build, detector_batch
 
+from hepvld.cli._common import Parser
 from hepvld.diffusion import SamplerSpec
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="paper")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=20)

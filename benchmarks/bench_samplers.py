@@ -12,12 +12,12 @@ is used throughout, as in ``VLD.sample``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
+from hepvld.cli._common import Parser
 from hepvld.diffusion import SAMPLERS, LearnedSchedule
 from hepvld.nn import GatedMLP, SinusoidalEmbedding
 
@@ -29,7 +29,7 @@ def _nfe(name: str, steps: int) -> int:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-size", type=int, default=1024, help="event-draws per call")
     p.add_argument("--steps", type=int, nargs="+", default=[10, 20, 50, 100, 1000])
     p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))

@@ -32,6 +32,7 @@ import time
 import torch
 from _inputs import build, detector_batch
 
+from hepvld.cli._common import Parser
 from hepvld.config import TrainConfig
 from hepvld.training.batches import take
 from hepvld.training.loop import LossModule
@@ -107,7 +108,7 @@ class Runner:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["paper"])
     p.add_argument("--model", default="vld")
     p.add_argument("--batch-size", type=int, default=1024)

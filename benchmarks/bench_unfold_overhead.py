@@ -19,7 +19,6 @@ the most cumulative time in the end-to-end run (cProfile).
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import logging
 import pstats
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from hepvld.cli._common import Parser
 from hepvld.testing.synthetic import toy_events, write_root
 
 
@@ -70,7 +70,7 @@ def bare_eps(model, n_draws: int, chunk: int, nfe: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="small")
     p.add_argument("--events", type=int, default=2000, help="synthetic events generated")
     p.add_argument("--samples", type=int, default=20, help="posterior draws per event")

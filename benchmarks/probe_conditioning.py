@@ -30,6 +30,7 @@ import numpy as np
 import scipy.stats
 import torch
 
+from hepvld.cli._common import Parser
 from hepvld.evaluation.consistency import composite_masses, regressed_masses
 from hepvld.physics import COMPONENTS, target_index
 
@@ -46,9 +47,7 @@ def crps(draws: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path)
     parser.add_argument("--model", default="vld")
     parser.add_argument("--steps", type=int, default=1200)

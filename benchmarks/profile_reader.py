@@ -8,7 +8,6 @@ Writes the file as ``bench_reader.py`` does, profiles one ``load_tensors`` call 
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import pstats
 import tempfile
@@ -18,11 +17,12 @@ from pathlib import Path
 from bench_reader import build_file
 from profile_shares import main as shares_main
 
+from hepvld.cli._common import Parser
 from hepvld.data import load_tensors
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=50_000)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,9 +10,10 @@ and the rest; plus the cumulative time of a few hepvld entry points.
 
 from __future__ import annotations
 
-import argparse
 import pstats
 from collections import defaultdict
+
+from hepvld.cli._common import Parser
 
 
 def group(key: tuple[str, int, str]) -> str:
@@ -28,7 +29,7 @@ def group(key: tuple[str, int, str]) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("profile")
     p.add_argument("--top", type=int, default=14)
     args = p.parse_args()

@@ -30,6 +30,8 @@ import torch
 from _inputs import build, detector_batch, gemm_rate
 from torch.utils.flop_counter import FlopCounterMode
 
+from hepvld.cli._common import Parser
+
 
 def flops_of(fn: Callable[[], object]) -> int:
     counter = FlopCounterMode(display=False)
@@ -121,7 +123,7 @@ def rows_for(preset: str, args: argparse.Namespace, square: float) -> list[tuple
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["paper", "small", "tiny"])
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--threads", type=int, default=1)

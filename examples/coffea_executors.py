@@ -19,7 +19,6 @@ bin by bin. On a real cluster replace the ``LocalCluster`` by ``Client("tcp://sc
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hepvld.cli._common import Parser
 
 log = logging.getLogger("coffea_executors")
 
@@ -98,7 +99,7 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0 when every executor gives the same histograms."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--files", nargs="*")
     p.add_argument("--checkpoint")
     p.add_argument("--n-samples", type=int, default=8)

@@ -245,3 +245,25 @@ def test_analysis_script_and_plot(checkpoint: str, tiny_root_file: Path, tmp_pat
     assert isinstance(fig, Figure) and ax.get_legend() is not None
     s = unfolded_summary(output, "t_had_pt")
     assert np.all(s["low"] <= s["high"]) and s["mean"].shape == s["truth"].shape
+
+
+@pytest.mark.slow
+def test_dask_executor_matches_iterative(checkpoint: str, tiny_root_file: Path) -> None:
+    """Same seed -> identical histograms on dask (LocalCluster, 2 worker processes, another
+    chunk size) as on the iterative executor. Needs the ``dask`` extra."""
+    pytest.importorskip("dask_awkward")
+    distributed = pytest.importorskip("distributed")
+    proc = make(checkpoint)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        dask = run(
+            proc,
+            [tiny_root_file],
+            chunksize=90,
+            executor=processor.DaskExecutor(client=client, status=False),
+        )
+    assert_same(run(proc, [tiny_root_file]), dask)

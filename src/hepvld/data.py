@@ -196,6 +196,8 @@ def _tensors_of(
     import awkward as ak
 
     from hepvld.features import detector_tensors, select
+    from hepvld.io import TruthError
+    from hepvld.io.reader import SOURCE_ATTR
 
     mask, cutflow = select(events, require_truth=require_truth)
     w_all = np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64)
@@ -213,7 +215,11 @@ def _tensors_of(
         mask = keep
     sel = events[mask]
     det = detector_tensors(sel, max_jets)
-    targets = level.build(sel) if require_truth else None
+    try:
+        targets = level.build(sel) if require_truth else None
+    except TruthError as err:
+        where = events.attrs.get(SOURCE_ATTR) if hasattr(events, "attrs") else None
+        raise (TruthError(f"{where}: {err}") if where else err) from None
     return EventTensors(
         objects=det.objects,
         mask=det.mask,

@@ -90,6 +90,7 @@ def load_evaluation_data(
     max_jets: int,
     tree: str = "Events",
     max_events: int | None = None,
+    level: Any = None,
 ) -> EvaluationData:
     """Read ``files``, select events with parton truth, keep the requested split.
 
@@ -105,6 +106,9 @@ def load_evaluation_data(
         Jet slots of the detector features (the brute-force posterior's).
     tree, max_events
         Input tree; read at most ``max_events`` entries.
+    level
+        The parton level whose truth is compared (its ``tops`` definition): the models'
+        (``UnfoldingModel.level``); default :data:`hepvld.targets.PARTON`.
     """
     import awkward as ak
 
@@ -114,6 +118,7 @@ def load_evaluation_data(
     from hepvld.io import open_events
     from hepvld.targets import PARTON
 
+    truth_level = PARTON if level is None else level
     events = open_events([str(f) for f in files], tree=tree, entry_stop=max_events)
     mask, cutflow = select(events, require_truth=True)
     log.info(
@@ -142,7 +147,7 @@ def load_evaluation_data(
     det = detector_tensors(events, max_jets)
     return EvaluationData(
         events=events,
-        truth=np.asarray(PARTON.flat(PARTON.build(events).values), dtype=np.float64),
+        truth=np.asarray(truth_level.flat(truth_level.build(events).values), dtype=np.float64),
         weights=np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64),
         features=flatten_detector(det.objects, det.mask, det.globals),
         description=description,
@@ -163,6 +168,7 @@ def load_training_truth(
     """
     from hepvld.data import load_tensors, split_by_event
     from hepvld.evaluation import flatten_detector
+    from hepvld.targets import level_from_meta
 
     files = [str(f) for f in meta.get("files", [])]
     missing = [f for f in files if not Path(f).is_file()]
@@ -174,7 +180,12 @@ def load_training_truth(
         return None
     try:
         tensors = load_tensors(
-            files, max_jets=max_jets, require_truth=True, entry_stop=max_events, tree=tree
+            files,
+            max_jets=max_jets,
+            require_truth=True,
+            entry_stop=max_events,
+            tree=tree,
+            level=level_from_meta(meta),
         )
     except Exception as err:
         log.warning("cannot read the training files %s (%s); no training truth", files, err)

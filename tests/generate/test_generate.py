@@ -66,7 +66,7 @@ def test_schema_branches_and_types(tiny_root_file: Path) -> None:
 
 def test_selected_events_pass_the_selection(tiny_root_file: Path) -> None:
     a = _arrays(tiny_root_file)
-    assert np.all(a["nGenPart"] == 10)
+    assert np.all(a["nGenPart"] == 12)  # the hard-process chain + the last top copies
     good_jet = (a["Jet_pt"] > 25) & (abs(a["Jet_eta"]) < 2.5)
     assert ak.all(ak.sum(good_jet, axis=1) >= 4)
     assert ak.all(ak.sum(good_jet & a["Jet_btagged"], axis=1) >= 2)
@@ -89,7 +89,8 @@ def test_truth_chain_kinematics(tiny_root_file: Path) -> None:
     a = _arrays(tiny_root_file)
     ids = ak.to_numpy(a["GenPart_pdgId"])
     assert np.all(ids[:, :6] == [6, -6, 24, 5, -24, -5])
-    assert np.all(ak.to_numpy(a["GenPart_genPartIdxMother"]) == [-1, -1, 0, 0, 1, 1, 2, 2, 4, 4])
+    mothers = [-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1]  # the last copies hang off the tops
+    assert np.all(ak.to_numpy(a["GenPart_genPartIdxMother"]) == mothers)
     p = [_four_vectors(a, i) for i in range(10)]
     m_top = ak.to_numpy(a["GenPart_mass"][:, 0])
     m_w = ak.to_numpy(a["GenPart_mass"][:, 2])
@@ -105,9 +106,38 @@ def test_truth_chain_kinematics(tiny_root_file: Path) -> None:
     assert np.all(np.hypot(tt["px"], tt["py"]) < 1e-2 * ak.to_numpy(a["GenPart_pt"][:, 0]) + 1e-3)
 
 
+def test_last_top_copies_give_the_tops_after_isr(tiny_root_file: Path) -> None:
+    """GenPart 10, 11: t and t̄ after ISR recoil (status 62, isLastCopy); with
+    ``tops="after_isr"`` the parton level's tops are these, and tt̄ has pT."""
+    from hepvld.io import open_events
+    from hepvld.physics.partons import parton_momenta
+
+    a = _arrays(tiny_root_file)
+    assert np.all(ak.to_numpy(a["GenPart_pdgId"][:, 10:]) == [6, -6])
+    assert np.all(ak.to_numpy(a["GenPart_status"][:, 10:]) == 62)
+    flags = ak.to_numpy(a["GenPart_statusFlags"])
+    last = (flags >> 13) & 1
+    assert np.all(last[:, 10:] == 1) and np.all(last[:, :2] == 0) and np.all(last[:, 2:10] == 1)
+    assert np.all((flags[:, 10:] >> 7) & 1 == 0)  # not isHardProcess: the chain is unchanged
+    # the recoil moves the tops, not their masses
+    np.testing.assert_allclose(a["GenPart_mass"][:, 10:], a["GenPart_mass"][:, :2], rtol=1e-4)
+    p = [_four_vectors(a, i) for i in (0, 1, 10, 11)]
+    hard_pt = np.hypot(p[0]["px"] + p[1]["px"], p[0]["py"] + p[1]["py"])
+    isr_pt = np.hypot(p[2]["px"] + p[3]["px"], p[2]["py"] + p[3]["py"])
+    assert hard_pt.max() < 1e-2 and np.median(isr_pt) > 10.0  # ISR on: tens of GeV
+
+    events = open_events(str(tiny_root_file))
+    after = parton_momenta(events, tops="after_isr")
+    np.testing.assert_allclose(after["ttbar"].pt, isr_pt, rtol=1e-3, atol=0.05)
+    top_pt = np.sort(np.stack([after["t_lep"].pt, after["t_had"].pt], 1), axis=1)
+    np.testing.assert_allclose(top_pt, np.sort(a["GenPart_pt"][:, 10:], axis=1), rtol=1e-3)
+    hard = parton_momenta(events)
+    np.testing.assert_allclose(after["W_had"].mass, hard["W_had"].mass, rtol=1e-4)
+
+
 def test_exactly_one_leptonic_w_and_charge_alternation(tiny_root_file: Path) -> None:
     a = _arrays(tiny_root_file)
-    daughters = np.abs(ak.to_numpy(a["GenPart_pdgId"][:, 6:]))
+    daughters = np.abs(ak.to_numpy(a["GenPart_pdgId"][:, 6:10]))
     leptonic_plus = np.isin(daughters[:, :2], (11, 12, 13, 14)).all(axis=1)
     leptonic_minus = np.isin(daughters[:, 2:], (11, 12, 13, 14)).all(axis=1)
     assert np.all(leptonic_plus ^ leptonic_minus)
@@ -140,7 +170,7 @@ def test_coffea_nanoaod_schema(tiny_root_file: Path) -> None:
     assert gen.parent.pdgId[:, 2:6].tolist()[0] == [6, 6, -6, -6]
     assert ak.all(abs(gen.distinctParent.pdgId[:, 6:]) == 24)
     children = gen.children.pdgId
-    assert sorted(children[0, 0].tolist()) == [5, 24]
+    assert sorted(children[0, 0].tolist()) == [5, 6, 24]  # W, b and the last copy
     assert ak.all(ak.num(children[:, 2], axis=1) == 2)
     assert ak.all(events.Jet.matched_gen.pt[events.Jet.genJetIdx >= 0] > 0)
     assert ak.all(events.MET.pt >= 0) and ak.all(events.GenMET.pt >= 0)

@@ -32,8 +32,10 @@ def test_protocol_registry_and_checkpoint_names() -> None:
     assert level_from_meta({"target_level": "parton", "target_options": {}}) is PARTON
     with pytest.raises(ValueError, match="registered"):
         get_level("particle-typo")
-    with pytest.raises(ValueError, match="no options"):
+    with pytest.raises(ValueError, match=r"tops='last'; choose from \('hard', 'after_isr'\)"):
         get_level("parton", {"tops": "last"})
+    with pytest.raises(ValueError, match="no options"):
+        get_level("parton", {"top": "after_isr"})
     with pytest.raises(ValueError, match="twice"):
         register_level("parton")(lambda: PARTON)
     assert PARTON.shape == (11, 5) and PARTON.fixed_multiplicity and PARTON.options() == {}

@@ -7,6 +7,7 @@ the report holds are described there and in ``docs/evaluation.md``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import time
@@ -204,6 +205,13 @@ def _run(args: argparse.Namespace) -> int:
                     name,
                 )
 
+    levels = {name: um.level for name, um in models.items()}
+    if len({(lv.name, json.dumps(lv.options(), sort_keys=True)) for lv in levels.values()}) > 1:
+        raise CLIError(
+            "the models unfold to different target definitions "
+            f"({', '.join(f'{n}: {lv.name} {lv.options()}' for n, lv in levels.items())}); "
+            "evaluate them separately"
+        )
     if not first.level.fixed_multiplicity:
         return _run_particle(args, models, fractions, t_start)
     data = load_evaluation_data(
@@ -213,6 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         max_jets=first.max_jets,
         tree=args.tree,
         max_events=args.max_events,
+        level=first.level,
     )
     log.info("evaluating on %s", data.description)
 

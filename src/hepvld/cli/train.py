@@ -56,6 +56,14 @@ def build_parser(prog: str = "hepvld-train") -> argparse.ArgumentParser:
         "(default) or the decay chain (resonance masses, rest-frame directions; physics by "
         "construction)",
     )
+    p.add_argument(
+        "--tops",
+        choices=("hard", "after_isr"),
+        default=None,
+        help="parton level: the tops of the hard process before ISR (tt̄ pT = 0 in hepvld "
+        "files; the default) or after ISR recoil, i.e. their last copies before the decay "
+        "(recorded in the checkpoint)",
+    )
     add_dataclass_arguments(p, TrainConfig, prefix="train")
     add_dataclass_arguments(p, ModelConfig, prefix="model")
     add_debug_arguments(p)
@@ -92,6 +100,8 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
     options = dict((load_toml(args.config) if args.config else {}).get("target", {}))
     if getattr(args, "target_parameterisation", None) is not None:
         options["parameterisation"] = args.target_parameterisation
+    if getattr(args, "tops", None) is not None:
+        options["tops"] = args.tops
     return options
 
 
@@ -140,7 +150,10 @@ def _run(args: argparse.Namespace) -> int:
     options = target_options(args)
     if saved:
         level = level_from_meta(saved)
-        if options and get_level(level.name, options).options() != level.options():
+        if (
+            options
+            and get_level(level.name, {**level.options(), **options}).options() != level.options()
+        ):
             raise CLIError(
                 f"--resume: {args.run_dir} was trained with target options {level.options()}, "
                 f"not {options}"

@@ -7,6 +7,10 @@ parton (``b_lep`` ... ``ttbar``); see :func:`hepvld.io.unfolded.write_unfolded`.
 particle-level model (VL-VLD) writes per draw ``Draw_met``, ``Draw_nu_*``,
 ``Draw_nObject`` and every object of every draw in the collection ``Object_*``
 (docs/particle-usage.md). Events failing the selection are counted in the log.
+
+The output is written under a temporary name and renamed when complete; after each chunk
+a journal ``OUTPUT.journal.json`` records the progress, and ``--resume`` continues a
+killed run from its last complete chunk (:func:`hepvld.io.unfolded.unfold_files`).
 """
 
 from __future__ import annotations
@@ -80,6 +84,12 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
         choices=("raise", "drop", "ignore"),
         help="NaN/inf or impossible input values: refuse, drop those events, or keep them",
     )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed run of the same command from its last complete chunk "
+        "(journal OUTPUT.journal.json); the result equals an uninterrupted run",
+    )
     add_debug_arguments(p)
     return p
 
@@ -144,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,
+        resume=args.resume,
     )
     log.info("wrote %d events x %d draws to %s", n, args.n_samples, args.output)
     log.info("selection:\n%s", cutflow)

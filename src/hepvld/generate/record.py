@@ -7,6 +7,10 @@ Two records are read for every event:
 - the *hard-process record* (Pythia's ``process``), from which :func:`hard_process`
   extracts the ten-particle decay chain t, t̄, W±, b, b̄ and the W daughters by identity
   and mother links (never by position: indices in ``process`` and ``event`` differ).
+
+From the event record :func:`last_top_copies` takes the *last copies* of t and t̄ (after
+ISR recoil, before their decay); :meth:`HardProcess.genpart` appends them to ``GenPart``
+as entries 10 and 11 (NanoAOD ``isLastCopy``), so a reader can define the tops after ISR.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from numpy.typing import NDArray
 from hepvld.generate import kinematics
 
 __all__ = [
+    "GENPART_LAST_COPY_FLAGS",
     "GENPART_MOTHERS",
+    "GENPART_MOTHERS_WITH_LAST_COPIES",
     "GENPART_STATUS_FLAGS",
     "HardProcess",
     "ParticleRecord",
@@ -29,6 +35,7 @@ __all__ = [
     "hard_process",
     "has_quark",
     "is_hadron",
+    "last_top_copies",
     "particle_record",
 ]
 
@@ -37,6 +44,16 @@ GENPART_MOTHERS = np.array([-1, -1, 0, 0, 1, 1, 2, 2, 4, 4], dtype=np.int32)
 #: NanoAOD statusFlags bits isPrompt(0), isHardProcess(7), fromHardProcess(8),
 #: isFirstCopy(12), isLastCopy(13): all set for the hard-process chain.
 GENPART_STATUS_FLAGS = (1 << 0) | (1 << 7) | (1 << 8) | (1 << 12) | (1 << 13)
+#: ``GenPart_genPartIdxMother`` with the last top copies (entries 10, 11): they hang off
+#: the hard tops, as W and b do. (NanoAOD would make the last copy the mother of W and b,
+#: but entries 0-9 keep their positions and coffea's ``children`` needs every mother
+#: before its daughters.)
+GENPART_MOTHERS_WITH_LAST_COPIES = np.array([-1, -1, 0, 0, 1, 1, 2, 2, 4, 4, 0, 1], dtype=np.int32)
+#: statusFlags of the last top copies (entries 10, 11): isPrompt(0), fromHardProcess(8),
+#: isLastCopy(13). With them present the hard-process tops lose isLastCopy.
+GENPART_LAST_COPY_FLAGS = (1 << 0) | (1 << 8) | (1 << 13)
+#: Pythia status of the last top copies (61-69: after primordial kT / recoil).
+LAST_COPY_STATUS = 62
 
 _CHARGED_LEPTONS = (11, 13)
 _NEUTRINOS = (12, 14)
@@ -277,22 +294,82 @@ class HardProcess:
     e: NDArray[np.float64]
     m: NDArray[np.float64]
 
-    def genpart(self) -> ak.Array:
-        """The ``GenPart`` collection (B, 10) with NanoAOD field names."""
+    def genpart(self, last_tops: NDArray[np.float64] | None = None) -> ak.Array:
+        """The ``GenPart`` collection with NanoAOD field names: (B, 10) hard-process
+        entries, or (B, 12) with the last copies of t and t̄ appended.
+
+        Parameters
+        ----------
+        last_tops : numpy.ndarray of float64, shape (B, 2, 4), optional
+            ``(px, py, pz, e)`` of the last copies of t and t̄ (:func:`last_top_copies`);
+            entries 10 and 11 (status 62, mothers 0 and 1, flags
+            :data:`GENPART_LAST_COPY_FLAGS`; mothers
+            :data:`GENPART_MOTHERS_WITH_LAST_COPIES`). Rows of events without a chain
+            are zero.
+
+        Raises
+        ------
+        RuntimeError
+            An event with a chain has no last top copy (NaN row).
+        """
         n = len(self.valid)
+        px, py, pz, m = self.px, self.py, self.pz, self.m
+        pdg, status = self.pdg_id, self.status
+        flags = np.full((n, 10), GENPART_STATUS_FLAGS, dtype=np.int32)
+        mothers = np.broadcast_to(GENPART_MOTHERS, (n, 10))
+        if last_tops is not None:
+            last = np.where(self.valid[:, None, None], last_tops, 0.0)
+            if np.isnan(last).any():
+                raise RuntimeError("an event with a tt̄ chain has no last top copy")
+            p2 = (last[..., :3] ** 2).sum(-1)
+            px = np.concatenate([px, last[..., 0]], axis=1)
+            py = np.concatenate([py, last[..., 1]], axis=1)
+            pz = np.concatenate([pz, last[..., 2]], axis=1)
+            m = np.concatenate([m, np.sqrt(np.maximum(last[..., 3] ** 2 - p2, 0.0))], axis=1)
+            pdg = np.concatenate([pdg, np.broadcast_to([6, -6], (n, 2))], axis=1)
+            pdg = np.where(self.valid[:, None], pdg, 0).astype(np.int32)
+            status = np.concatenate([status, np.full((n, 2), LAST_COPY_STATUS)], axis=1)
+            status = np.where(self.valid[:, None], status, 0).astype(np.int32)
+            flags[:, :2] &= ~np.int32(1 << 13)  # the hard tops are no longer last copies
+            flags = np.concatenate(
+                [flags, np.full((n, 2), GENPART_LAST_COPY_FLAGS, dtype=np.int32)], axis=1
+            )
+            mothers = np.broadcast_to(GENPART_MOTHERS_WITH_LAST_COPIES, (n, 12))
         fields = {
-            "pt": kinematics.pt(self.px, self.py),
-            "eta": kinematics.eta(self.px, self.py, self.pz),
-            "phi": kinematics.phi(self.px, self.py),
-            "mass": self.m,
-            "pdgId": self.pdg_id,
-            "status": self.status,
-            "statusFlags": np.full((n, 10), GENPART_STATUS_FLAGS, dtype=np.int32),
-            "genPartIdxMother": np.broadcast_to(GENPART_MOTHERS, (n, 10)),
+            "pt": kinematics.pt(px, py),
+            "eta": kinematics.eta(px, py, pz),
+            "phi": kinematics.phi(px, py),
+            "mass": m,
+            "pdgId": pdg,
+            "status": status,
+            "statusFlags": flags,
+            "genPartIdxMother": mothers.astype(np.int32),
         }
         return ak.from_regular(
             ak.zip({k: np.ascontiguousarray(v) for k, v in fields.items()}), axis=1
         )
+
+
+def last_top_copies(rec: ParticleRecord) -> NDArray[np.float64]:
+    """``(px, py, pz, e)`` of the last copy of t and of t̄ in each event record.
+
+    The last copy is the top (PDG ±6) none of whose daughters is a top: after ISR recoil
+    and the top's own radiation, the one that decays to W b.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (B, 2, 4)
+        ``[:, 0]`` t, ``[:, 1]`` t̄; NaN where an event has not exactly one such copy.
+    """
+    out = np.full((rec.n_events, 2, 4), np.nan)
+    momenta = np.stack([rec.px, rec.py, rec.pz, rec.e], axis=-1)
+    for k, pid in enumerate((6, -6)):
+        top = rec.pid == pid
+        ends = np.flatnonzero(top & ~rec.any_in_daughters(top))
+        events = rec.event_index[ends]
+        once = np.bincount(events, minlength=rec.n_events)[events] == 1
+        out[events[once], k] = momenta[ends[once]]
+    return out
 
 
 def hard_process(records: list[np.ndarray]) -> HardProcess:

@@ -28,7 +28,13 @@ from numpy.typing import NDArray
 
 from hepvld.generate.config import PYTHIA_SEED_MAX, GeneratorSettings
 from hepvld.generate.reconstruction import reconstruct
-from hepvld.generate.record import HardProcess, ParticleRecord, hard_process, particle_record
+from hepvld.generate.record import (
+    HardProcess,
+    ParticleRecord,
+    hard_process,
+    last_top_copies,
+    particle_record,
+)
 from hepvld.generate.selection import CUTS, Cutflow, selection_stage, stage_cutflow
 from hepvld.generate.shards import (
     GenerationResumeError,
@@ -196,7 +202,7 @@ def _branches(
         "Jet": reco.jets,
         "Electron": reco.electrons,
         "Muon": reco.muons,
-        "GenPart": hard.genpart(),
+        "GenPart": hard.genpart(last_top_copies(rec)),
         "GenJet": ak.zip(
             {
                 "pt": ak.unflatten(gen_jets.pt, gen_jets.counts),

@@ -16,6 +16,7 @@ from hepvld.io.errors import (
     NonFiniteDrawError,
     NonFiniteError,
     NotRootFileError,
+    ResumeError,
     SchemaError,
     TreeNotFoundError,
     TruthError,
@@ -23,6 +24,7 @@ from hepvld.io.errors import (
 )
 from hepvld.io.reader import (
     check_root_file,
+    chunk_ranges,
     inspect_files,
     iterate_events,
     open_events,
@@ -48,6 +50,7 @@ __all__ = [
     "NonFiniteDrawError",
     "NonFiniteError",
     "NotRootFileError",
+    "ResumeError",
     "SchemaError",
     "SchemaMap",
     "TreeNotFoundError",
@@ -56,6 +59,7 @@ __all__ = [
     "as_event_array",
     "check_root_file",
     "check_unique_events",
+    "chunk_ranges",
     "inspect_files",
     "iterate_events",
     "open_events",

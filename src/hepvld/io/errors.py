@@ -20,6 +20,7 @@ __all__ = [
     "NonFiniteDrawError",
     "NonFiniteError",
     "NotRootFileError",
+    "ResumeError",
     "SchemaError",
     "TreeNotFoundError",
     "TruthError",
@@ -86,6 +87,11 @@ class CheckpointError(HepvldIOError, ValueError):
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """No checkpoint at the given path."""
+
+
+class ResumeError(HepvldIOError, ValueError):
+    """A killed job cannot be resumed (no or damaged journal, other options, unreadable
+    partial output); the message says why and what to do."""
 
 
 class NonFiniteDrawError(HepvldIOError, ArithmeticError):

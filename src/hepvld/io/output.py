@@ -128,9 +128,11 @@ def write_tree_atomic(
 
 class ChunkedTreeWriter:
     """Append chunks to one TTree of a file written under a temporary name; on a clean
-    exit write the completeness marker and rename into place (on an exception: delete).
+    exit write the completeness marker and rename into place.
 
-    Memory stays bounded by one chunk. Example::
+    Memory stays bounded by one chunk. Every :meth:`extend` flushes the file, so a job
+    killed (even by SIGKILL) after it returns leaves the temporary file readable up to that
+    chunk (what ``hepvld unfold --resume`` continues from). Example::
 
         with ChunkedTreeWriter("out.root", "Unfolded") as out:
             for data in chunks:
@@ -145,18 +147,29 @@ class ChunkedTreeWriter:
         Tree name; its branch types are taken from the first chunk.
     compression
         An uproot compression object or ``None``.
+    keep_partial
+        On an exception keep the temporary file (:attr:`partial`) for a later resume
+        instead of deleting it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], tree: str, *, compression: Any = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        tree: str,
+        *,
+        compression: Any = None,
+        keep_partial: bool = False,
+    ):
         import uproot
 
         self.path = Path(path)
         self.tree_name = tree
         self.marker: dict[str, Any] = {}
         self.n_written = 0
-        self._context = atomic_output(self.path)
-        self._tmp = self._context.__enter__()
-        self._file = uproot.recreate(self._tmp, compression=compression)
+        self.keep_partial = keep_partial
+        #: The temporary file (``.<name>.<random>.partial`` next to :attr:`path`).
+        self.partial = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex[:8]}.partial")
+        self._file = uproot.recreate(self.partial, compression=compression)
         self._tree: Any = None
 
     @property
@@ -164,7 +177,8 @@ class ChunkedTreeWriter:
         return self._tree is not None
 
     def extend(self, data: dict[str, Any]) -> None:
-        """Append one chunk (branch name -> numpy / awkward array, all of one length)."""
+        """Append one chunk (branch name -> numpy / awkward array, all of one length) and
+        flush it to disk."""
         if self._tree is None:
             types = {
                 k: v.type if hasattr(v, "layout") else np.asarray(v).dtype for k, v in data.items()
@@ -174,13 +188,21 @@ class ChunkedTreeWriter:
         if n:
             self._tree.extend(data)
             self.n_written += n
+        self._file.file.sink.flush()
 
     def __enter__(self) -> ChunkedTreeWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            marker = {**self.marker, "complete": True, "events": self.n_written}
-            self._file[COMPLETE_KEY] = json.dumps(marker, sort_keys=True)
-        self._file.close()
-        self._context.__exit__(exc_type, exc, tb)
+        try:
+            if exc_type is None:
+                marker = {**self.marker, "complete": True, "events": self.n_written}
+                self._file[COMPLETE_KEY] = json.dumps(marker, sort_keys=True)
+            self._file.close()
+            if exc_type is None:
+                with open(self.partial, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.partial, self.path)
+        finally:  # after a success the partial file is gone (renamed)
+            if self.partial.exists() and not self.keep_partial:
+                self.partial.unlink()

@@ -51,10 +51,12 @@ from hepvld.io.schemas import (
 from hepvld.io.validate import check_counts, check_dtype, check_unique_events, check_values
 
 __all__ = [
+    "SOURCE_ATTR",
     "OnDuplicate",
     "OnNonFinite",
     "SchemaName",
     "check_root_file",
+    "chunk_ranges",
     "inspect_files",
     "iterate_events",
     "open_events",
@@ -62,6 +64,10 @@ __all__ = [
 ]
 
 vector.register_awkward()
+
+#: Key of ``chunk.attrs`` naming where a chunk read from a file comes from (file, tree,
+#: entry range), for errors raised by later steps (e.g. building targets).
+SOURCE_ATTR = "hepvld_source"
 log = logging.getLogger(__name__)
 
 SchemaName = Literal["auto", "nanoaod", "delphes"]
@@ -177,7 +183,10 @@ def _open_tree(path: str, tree: str, schema: SchemaName, branches: Sequence[str]
 
     check_root_file(path)
     try:
-        file = uproot.open(path)
+        # No array cache: every chunk is read once, and uproot's default (100 MB per open
+        # file) kept the arrays of past chunks, so a streaming read grew by ~0.4 kB per
+        # event up to 100 MB for each input file (benchmarks/bench_unfold_rss.py).
+        file = uproot.open(path, array_cache=None)
         classes = {k.split(";")[0]: c for k, c in file.classnames().items()}
     except Exception as exc:  # uproot raises several types for damaged input
         raise CorruptFileError(
@@ -464,7 +473,9 @@ def _read(
         return arrays[t.schema.branch(coll, spec)]
 
     where = f"{t.path!r}, tree {t.name!r}"
-    return _assemble(t.plan, get, t.schema, hi - lo, offset + lo, where, on_nonfinite, btag_wp)
+    chunk = _assemble(t.plan, get, t.schema, hi - lo, offset + lo, where, on_nonfinite, btag_wp)
+    chunk.attrs[SOURCE_ATTR] = f"{where}, entries {lo}-{hi}"  # for errors found later
+    return chunk
 
 
 class _Unique:
@@ -669,6 +680,37 @@ def iterate_events(
     finally:
         for t in trees:
             t.tree.file.close()
+
+
+def chunk_ranges(
+    source: Any,
+    *,
+    step_size: int = 100_000,
+    tree: str = "Events",
+    entry_start: int | None = None,
+    entry_stop: int | None = None,
+) -> list[tuple[int, int]]:
+    """Global entry ranges ``[lo, hi)`` (over the concatenated files) of the chunks that
+    :func:`iterate_events` yields for the same files and arguments, in order.
+
+    Only the trees' entry counts are read. Used to record how far a chunked job got
+    (``hepvld unfold --resume``), since a chunk's length after ``on_nonfinite="drop"`` is
+    not the number of entries it consumed.
+    """
+    if step_size < 1:
+        raise ValueError(f"step_size must be >= 1, got {step_size}")
+    counts = []
+    for path in resolve_paths(source):
+        t = _open_tree(path, tree, "auto", None)
+        try:
+            counts.append(int(t.tree.num_entries))
+        finally:
+            t.tree.file.close()
+    return [
+        (offset + c0, offset + min(c0 + step_size, hi))
+        for lo, hi, offset in _ranges(counts, entry_start, entry_stop)
+        for c0 in range(lo, hi, step_size)
+    ]
 
 
 def inspect_files(

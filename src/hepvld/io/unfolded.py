@@ -19,6 +19,11 @@ the event count and the cut-flow of the selection.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,16 @@ import numpy as np
 
 from hepvld.targets import TargetLevel, get_level
 
-__all__ = ["COMPRESSION", "draw_objects", "unfold_files", "unfolded_branches", "write_unfolded"]
+__all__ = [
+    "COMPRESSION",
+    "draw_objects",
+    "model_fingerprint",
+    "unfold_files",
+    "unfolded_branches",
+    "write_unfolded",
+]
+
+log = logging.getLogger(__name__)
 
 #: Compression codecs :func:`write_unfolded` accepts.
 COMPRESSION: tuple[str, ...] = ("zstd", "lz4", "zlib", "none")
@@ -133,6 +147,75 @@ def write_unfolded(
     return n
 
 
+def model_fingerprint(model: Any) -> str:
+    """SHA-256 (hex, 16 characters) of a model's tensors and metadata: identifies the
+    network a journal was written with (``model`` is an :class:`hepvld.api.UnfoldingModel`)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(json.dumps(model.meta, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _effective(function: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed with ``function``'s defaults for its other keyword-only options."""
+    import inspect
+
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and name != "model"
+    }
+    return {**defaults, **kwargs}
+
+
+def _copy_partial(path: Path, n_events: int, out: Any, step: int) -> None:
+    """Append the first ``n_events`` entries of the ``Unfolded`` tree in ``path`` to ``out``."""
+    import uproot
+
+    from hepvld.io.errors import ResumeError
+
+    try:
+        with uproot.open(path) as f:
+            tree = f["Unfolded"] if n_events else None
+            if tree is not None and tree.num_entries < n_events:
+                raise ResumeError(
+                    f"{path} holds {tree.num_entries} events but its journal records "
+                    f"{n_events}; run without --resume to start again"
+                )
+            for arrays in () if tree is None else tree.iterate(step_size=step, entry_stop=n_events):
+                draw = {
+                    k[len("Draw_") :]: arrays[k] for k in arrays.fields if k.startswith("Draw_")
+                }
+                out.extend({"event": ak.to_numpy(arrays["event"]), "Draw": ak.zip(draw)})
+    except ResumeError:
+        raise
+    except Exception as exc:
+        raise ResumeError(
+            f"cannot read the partial output {path} ({type(exc).__name__}: {exc}); "
+            "run without --resume to start again"
+        ) from exc
+    if out.n_written != n_events:
+        raise ResumeError(f"{path}: copied {out.n_written} events, its journal records {n_events}")
+
+
+def _finished(output: Path) -> tuple[int, Any] | None:
+    """``(events, cut-flow)`` if ``output`` is complete (its job was killed after the
+    rename, before the journal was removed), else ``None``."""
+    import uproot
+
+    from hepvld.features.selection import Cutflow
+    from hepvld.io.output import COMPLETE_KEY
+
+    try:
+        with uproot.open(output) as f:
+            marker = json.loads(str(f[COMPLETE_KEY]))
+    except Exception:
+        return None
+    return int(marker["events"]), Cutflow.from_dict(marker["cutflow"])
+
+
 def unfold_files(
     files: Sequence[str | Path],
     output: str | Path,
@@ -143,47 +226,160 @@ def unfold_files(
     max_events: int | None = None,
     on_nonfinite: str = "raise",
     compression: str = "zstd",
+    resume: bool = False,
     **unfold_kwargs: Any,
 ) -> tuple[int, Any]:
     """Unfold ROOT files chunk by chunk into ``output`` (memory bounded by one chunk).
 
     Reads ``chunk_events`` entries at a time (:func:`hepvld.io.iterate_events`), unfolds
-    them with :func:`hepvld.unfold` (draws depend only on seed and event number, so the
-    result does not depend on ``chunk_events``) and appends them to ``output``, which is
+    them with :func:`hepvld.unfold` (draws depend only on seed and event number; other
+    ``chunk_events`` or ``batch_size`` change them only by float rounding, since the
+    network sees other batches) and appends them to ``output``, which is
     written under a temporary name and renamed when complete (with the marker
     ``hepvld_complete`` holding the summed cut-flow).
+
+    After every chunk the temporary file is flushed and the journal
+    ``<output>.journal.json`` (:mod:`hepvld.io.journal`) records the entries consumed,
+    the events written, the cut-flow so far and the options. A job killed at any moment
+    (even SIGKILL) is continued with ``resume=True`` (CLI ``--resume``, same options,
+    including ``chunk_events`` and ``batch_size``): the
+    journal's whole chunks are copied into a fresh temporary file and unfolding goes on
+    from the next entry, so the final file equals that of an uninterrupted run.
 
     Returns
     -------
     (int, Cutflow)
         Events written and the cut-flow of all input events.
+
+    Raises
+    ------
+    hepvld.io.ResumeError
+        ``resume=True`` without a journal, with other options (or another model), or with
+        an unreadable partial file.
     """
     from hepvld.api import _as_unfolding_model, unfold
     from hepvld.features.selection import Cutflow
-    from hepvld.io import iterate_events, open_events
+    from hepvld.io import chunk_ranges, iterate_events, open_events, resolve_paths
+    from hepvld.io.errors import ResumeError
+    from hepvld.io.journal import check_same_run, journal_path, read_journal, write_journal
     from hepvld.io.output import ChunkedTreeWriter
+    from hepvld.runtime import release_free_memory
 
     if chunk_events < 1:
         raise ValueError(f"chunk_events must be >= 1, got {chunk_events}")
+    output = Path(output)
     um = _as_unfolding_model(model, unfold_kwargs.pop("device", None))
     paths = [str(f) for f in files]
-    cutflow = Cutflow()
-    with ChunkedTreeWriter(output, "Unfolded", compression=_codec(compression)) as out:
-        chunks = iterate_events(
-            paths,
-            tree=tree,
-            step_size=chunk_events,
-            entry_stop=max_events,
-            on_nonfinite=on_nonfinite,  # type: ignore[arg-type]
+    run: dict[str, Any] = {
+        "files": [os.path.abspath(p) for p in resolve_paths(paths)],
+        "tree": tree,
+        "max_events": max_events,
+        "chunk_events": chunk_events,
+        "on_nonfinite": on_nonfinite,
+        "compression": compression,
+        "model": model_fingerprint(um),
+    }
+    for k, v in sorted(_effective(unfold, unfold_kwargs).items()):
+        if k not in run and k not in ("progress", "entry_start", "entry_stop"):
+            run[k] = v if isinstance(v, (int, float, str, type(None))) else str(v)
+    cutflow, entries_done, old_partial, done_events = Cutflow(), 0, None, 0
+    if resume:
+        state = read_journal(output)
+        check_same_run(state, run, output)
+        old_partial = output.with_name(str(state["partial"]))
+        if not old_partial.is_file():
+            finished = _finished(output)
+            if finished is not None:
+                log.info("%s is already complete; removing its stale journal", output)
+                journal_path(output).unlink()
+                return finished
+            raise ResumeError(
+                f"cannot resume {output}: its partial file {old_partial} is gone; "
+                "run without --resume to start again"
+            )
+        cutflow = Cutflow.from_dict(state["cutflow"])
+        entries_done, done_events = int(state["entries_done"]), int(state["events_written"])
+        log.info(
+            "resuming %s: %d input entries done (%d events written); continuing from there",
+            output,
+            entries_done,
+            done_events,
         )
-        for events in chunks:
-            result = unfold(events, model=um, **unfold_kwargs)
-            out.extend(unfolded_branches(result, ak.to_numpy(events["event"]), level=um.level))
-            cutflow = cutflow + result.attrs["cutflow"]
-        if not out.has_tree:  # no entries at all: an empty, correctly typed tree
-            empty = open_events(paths, tree=tree, entry_stop=0)
-            result = unfold(empty, model=um, **unfold_kwargs)
-            out.extend(unfolded_branches(result, ak.to_numpy(empty["event"]), level=um.level))
-            cutflow = cutflow + result.attrs["cutflow"]
-        out.marker = {"cutflow": cutflow.to_dict()}
+    elif journal_path(output).exists():
+        log.warning("%s: overwriting an unfinished job (--resume continues one)", output)
+        with contextlib.suppress(ResumeError, KeyError):
+            stale = output.with_name(str(read_journal(output)["partial"]))
+            stale.unlink(missing_ok=True)
+
+    out = ChunkedTreeWriter(output, "Unfolded", compression=_codec(compression), keep_partial=True)
+    journal_partial = None if old_partial is None else old_partial.name
+
+    def save() -> None:
+        nonlocal journal_partial
+        write_journal(
+            output,
+            {
+                "run": run,
+                "partial": out.partial.name,
+                "entries_done": entries_done,
+                "events_written": out.n_written,
+                "cutflow": cutflow.to_dict(),
+            },
+        )
+        journal_partial = out.partial.name
+
+    try:
+        with out:
+            if old_partial is not None:
+                _copy_partial(old_partial, done_events, out, chunk_events)
+            save()
+            if old_partial is not None:
+                old_partial.unlink()
+            # the chunks still to do (their ends are recorded: after on_nonfinite="drop"
+            # a chunk's length is not the number of entries it consumed)
+            todo = chunk_ranges(
+                paths,
+                step_size=chunk_events,
+                tree=tree,
+                entry_start=entries_done,
+                entry_stop=max_events,
+            )
+            chunks = iterate_events(
+                paths,
+                tree=tree,
+                step_size=chunk_events,
+                entry_start=entries_done,
+                entry_stop=max_events,
+                on_nonfinite=on_nonfinite,  # type: ignore[arg-type]
+            )
+            for (_, hi), events in zip(todo, chunks if todo else (), strict=True):
+                result = unfold(events, model=um, **unfold_kwargs)
+                level = um.level
+                out.extend(unfolded_branches(result, ak.to_numpy(events["event"]), level=level))
+                cutflow = cutflow + result.attrs["cutflow"]
+                entries_done = hi
+                save()
+                del result, events
+                release_free_memory()  # keeps the resident size flat over many chunks
+            if not out.has_tree:  # no entries at all: an empty, correctly typed tree
+                empty = open_events(paths, tree=tree, entry_stop=0)
+                result = unfold(empty, model=um, **unfold_kwargs)
+                out.extend(unfolded_branches(result, ak.to_numpy(empty["event"]), level=um.level))
+                cutflow = cutflow + result.attrs["cutflow"]
+            out.marker = {"cutflow": cutflow.to_dict()}
+    except BaseException:
+        if out.partial.name != journal_partial:  # e.g. a resume failing while copying
+            out.partial.unlink(missing_ok=True)
+        if entries_done == 0:  # nothing worth resuming: leave nothing behind
+            out.partial.unlink(missing_ok=True)
+            journal_path(output).unlink(missing_ok=True)
+        else:
+            log.warning(
+                "%s: stopped after %d input entries; the same command with --resume "
+                "continues from there",
+                output,
+                entries_done,
+            )
+        raise
+    journal_path(output).unlink(missing_ok=True)
     return out.n_written, cutflow

@@ -16,6 +16,17 @@ history, several copies of t and W) and Delphes ``Particle`` records:
 Leaves use the hard-process (first-copy) momenta. ``b_lep`` is the b whose parent top
 also decays to the leptonic W; ``q1`` is the higher-pT quark of the hadronic W and ``q2``
 the other. ``W``, ``t`` and ``tt̄`` are sums of the leaves (:data:`DERIVED`).
+
+Two definitions of the tops (:data:`TOP_DEFINITIONS`, option ``tops``):
+
+* ``"hard"`` (default): the leaves as found, i.e. in hepvld files the hard-process record
+  before ISR, where the tt̄ system has pT = 0 (its η carries no information);
+* ``"after_isr"``: each top's three leaves are boosted (as Pythia does when the top
+  recoils) from the frame of their sum to that of the top's *last copy* before its decay
+  (the end of its chain of same-``pdgId`` copies; NanoAOD ``isLastCopy``), so ``t`` is the
+  top after ISR recoil and tt̄ has the pT of the radiation it recoils against. Needs
+  ``GenPart`` entries for the last copies (hepvld files generated since they are written,
+  CMS NanoAOD); a record without them raises :class:`~hepvld.io.TruthError`.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from hepvld.physics.kinematics import components_to_p4, p4_components, p4_ptetap
 __all__ = [
     "DECAY_CATEGORIES",
     "IS_HARD_PROCESS_BIT",
+    "TOP_DEFINITIONS",
     "DecayChain",
     "decay_chain",
     "momenta_to_targets",
@@ -48,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: NanoAOD ``GenPart_statusFlags`` bit of ``isHardProcess``.
 IS_HARD_PROCESS_BIT: int = 7
+
+#: Values of the ``tops`` option (module docstring).
+TOP_DEFINITIONS: tuple[str, ...] = ("hard", "after_isr")
+Tops = Literal["hard", "after_isr"]
 
 #: Category codes of :attr:`DecayChain.category` (0 is the only valid one).
 DECAY_CATEGORIES: tuple[str, ...] = (
@@ -89,7 +105,9 @@ def _flat(a: Any, dtype: Any) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.flatten(a, axis=None)), dtype=dtype)
 
 
-def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayChain:
+def decay_chain(
+    events: Any, *, use_status_flags: bool | None = None, tops: Tops = "hard"
+) -> DecayChain:
     """Find the semi-leptonic tt̄ hard-process chain in ``events.GenPart`` (vectorised).
 
     Parameters
@@ -100,11 +118,22 @@ def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayCh
     use_status_flags
         Restrict candidates to ``isHardProcess`` particles. ``None``: when ``statusFlags``
         is present and some particle has the bit set.
+    tops
+        ``"hard"`` or ``"after_isr"`` (module docstring): the leaves of each top boosted
+        to its last copy.
 
     Returns
     -------
     DecayChain
+
+    Raises
+    ------
+    TruthError
+        ``tops="after_isr"`` and no valid event has a later copy of its tops in
+        ``GenPart`` (a file written before the last copies were stored).
     """
+    if tops not in TOP_DEFINITIONS:
+        raise ValueError(f"tops={tops!r}; choose from {TOP_DEFINITIONS}")
     if "GenPart" not in ak.fields(events):
         raise MissingBranchError(
             "events have no GenPart collection: truth is unavailable", ["GenPart"]
@@ -208,7 +237,65 @@ def decay_chain(events: Any, *, use_status_flags: bool | None = None) -> DecayCh
         good = valid & (ix >= 0)
         rows[good] = kin[ix[good]]
         leaves[name] = rows
+    if tops == "after_isr":
+        t_had = np.where(b_had >= 0, parent[np.maximum(b_had, 0)] if n else -1, -1)
+        last = _last_copies(pdg, mom, fc, n)
+        leaves = _boost_to_last_copies(leaves, valid, kin, last, t_lep, t_had)
     return DecayChain(valid=valid, category=category, leaves=leaves)
+
+
+def _last_copies(pdg: np.ndarray, mom: np.ndarray, fc: np.ndarray, n: int) -> np.ndarray:
+    """``(P,)``: for each first copy, the index of the last copy of its chain of
+    same-``pdgId`` copies (the particle with no same-``pdgId`` daughter); -1 elsewhere."""
+    out = np.full(n, -1, dtype=np.int64)
+    if not n:
+        return out
+    same = (mom >= 0) & (pdg[np.maximum(mom, 0)] == pdg)
+    has_copy = np.zeros(n, dtype=bool)
+    has_copy[mom[same]] = True
+    ends = np.flatnonzero(~has_copy)
+    out[fc[ends]] = ends
+    return out
+
+
+def _boost_to_last_copies(
+    leaves: dict[str, np.ndarray],
+    valid: np.ndarray,
+    kin: np.ndarray,
+    last: np.ndarray,
+    t_lep: np.ndarray,
+    t_had: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Leaves of each top boosted from the rest frame of their sum to its last copy."""
+    sides = {"lep": (t_lep, ("b_lep", "nu", "lep")), "had": (t_had, ("b_had", "q1", "q2"))}
+    later = np.zeros(len(valid), dtype=bool)
+    out = dict(leaves)
+    for top, names in sides.values():
+        first = np.where(valid, top, -1)
+        end = np.where(first >= 0, last[np.maximum(first, 0)] if len(last) else -1, -1)
+        later |= (end >= 0) & (end != first)
+        rows = np.full((len(valid), 4), np.nan)
+        ok = end >= 0
+        rows[ok] = kin[end[ok]]
+        target = p4_ptetaphim(*rows.T)
+        p4 = {name: p4_ptetaphim(*leaves[name].T) for name in names}
+        total: Any = p4[names[0]] + p4[names[1]] + p4[names[2]]
+        to_rest, to_last = -total.to_beta3(), target.to_beta3()
+        for name in names:
+            boosted = p4[name].boost_beta3(to_rest).boost_beta3(to_last)
+            out[name] = np.stack(
+                [boosted.pt, boosted.eta, boosted.phi, boosted.mass], axis=-1
+            ).astype(np.float64)
+            out[name][~ok] = np.nan
+    if valid.any() and not later[valid].any():
+        raise TruthError(
+            "tops='after_isr' needs the last copies of the tops (before their decay, after "
+            "ISR recoil) in GenPart, but no event has a later copy of its tops than the "
+            "hard-process one: the file was written before hepvld stored them (regenerate it "
+            "with python -m hepvld.generate) or its GenPart is pruned to the hard process; "
+            "use tops='hard' for it"
+        )
+    return out
 
 
 def _report(chain: DecayChain, on_invalid: str) -> None:
@@ -229,13 +316,14 @@ def _report(chain: DecayChain, on_invalid: str) -> None:
 
 
 def parton_momenta(
-    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise"
+    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise", tops: Tops = "hard"
 ) -> dict[str, vector.MomentumNumpy4D]:
     """Four-momenta of the 11 partons (:data:`PARTONS`), each of shape ``(B,)``.
 
-    Composite particles are sums of leaves (:data:`DERIVED`), computed in float64.
+    Composite particles are sums of leaves (:data:`DERIVED`), computed in float64;
+    ``tops`` as in :func:`decay_chain`.
     """
-    chain = decay_chain(events)
+    chain = decay_chain(events, tops=tops)
     _report(chain, on_invalid)
     p4 = {name: p4_ptetaphim(*chain.leaves[name].T) for name in DECAY_PRODUCTS}
     for name, parts in DERIVED.items():
@@ -246,7 +334,9 @@ def parton_momenta(
     return {name: p4[name] for name in PARTONS}
 
 
-def parton_targets(events: Any, *, on_invalid: Literal["raise", "nan"] = "raise") -> np.ndarray:
+def parton_targets(
+    events: Any, *, on_invalid: Literal["raise", "nan"] = "raise", tops: Tops = "hard"
+) -> np.ndarray:
     """The paper's 55-dim parton-level target.
 
     Parameters
@@ -263,7 +353,7 @@ def parton_targets(events: Any, *, on_invalid: Literal["raise", "nan"] = "raise"
         ``(B, 55)`` float32, ``PARTONS × COMPONENTS`` with flat index
         ``5 * particle + component`` and components ``(M, log E, px, py, pz)``.
     """
-    p4 = parton_momenta(events, on_invalid=on_invalid)
+    p4 = parton_momenta(events, on_invalid=on_invalid, tops=tops)
     B = len(p4[PARTONS[0]])
     out = np.empty((B, len(PARTONS), len(COMPONENTS)), dtype=np.float64)
     for i, name in enumerate(PARTONS):

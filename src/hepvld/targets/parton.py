@@ -173,13 +173,20 @@ class PartonLevel:
     #: What the network generates (:data:`PARAMETERISATIONS`); the level's values, draws
     #: and records are the 11 partons × 5 components either way.
     parameterisation: str = "components"
+    #: Definition of the tops (:data:`hepvld.physics.partons.TOP_DEFINITIONS`): ``"hard"``
+    #: (hard process, tt̄ pT = 0 in hepvld files) or ``"after_isr"`` (last copies).
+    tops: str = "hard"
 
     def __post_init__(self) -> None:
+        from hepvld.physics.partons import TOP_DEFINITIONS
+
         if self.parameterisation not in PARAMETERISATIONS:
             raise ValueError(
                 f"parton level: unknown parameterisation {self.parameterisation!r}; "
                 f"choose from {PARAMETERISATIONS}"
             )
+        if self.tops not in TOP_DEFINITIONS:
+            raise ValueError(f"parton level: tops={self.tops!r}; choose from {TOP_DEFINITIONS}")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -219,12 +226,14 @@ class PartonLevel:
         return DERIVED
 
     def options(self) -> dict[str, Any]:
-        """``{}`` for the default (as every checkpoint so far), else the parameterisation."""
-        return (
-            {}
-            if self.parameterisation == "components"
-            else {"parameterisation": self.parameterisation}
-        )
+        """Options other than the defaults (``{}`` for the paper's components with the
+        hard-process tops, as every checkpoint before these options)."""
+        options: dict[str, Any] = {}
+        if self.parameterisation != "components":
+            options["parameterisation"] = self.parameterisation
+        if self.tops != "hard":
+            options["tops"] = self.tops
+        return options
 
     # -- names and indices -----------------------------------------------------------
     def index(self, particle: str, component: str) -> int:
@@ -254,7 +263,7 @@ class PartonLevel:
 
         if len(events) == 0:
             return self.empty()
-        x = parton_targets(events, on_invalid=on_invalid)  # type: ignore[arg-type]
+        x = parton_targets(events, on_invalid=on_invalid, tops=self.tops)  # type: ignore[arg-type]
         return TargetTensors(self.unflat(x), np.ones((len(x), len(self.names)), dtype=bool))
 
     def empty(self) -> TargetTensors:
@@ -307,20 +316,16 @@ class PartonLevel:
         return feature_table(self.flat(np.asarray(values)))
 
 
-#: The parton level with the default parameterisation (the paper's 55 components).
+#: The parton level with the default options (the paper's 55 components, hard tops).
 PARTON = PartonLevel()
 
 
 @register_level("parton")
 def _parton(**options: Any) -> PartonLevel:
-    unknown = set(options) - {"parameterisation"}
+    unknown = sorted(set(options) - {"parameterisation", "tops"})
     if unknown:
         raise ValueError(
-            f"the parton level has no options {sorted(unknown)}; it has 'parameterisation'"
+            f"the parton level has no options {unknown}; it has ['parameterisation', 'tops']"
         )
-    parameterisation = str(options.get("parameterisation", "components"))
-    return (
-        PARTON
-        if parameterisation == "components"
-        else PartonLevel(parameterisation=parameterisation)
-    )
+    level = PartonLevel(**options)
+    return PARTON if level == PARTON else level
