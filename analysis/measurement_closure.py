@@ -27,7 +27,6 @@ Writes ``closure.json``, ``closure.md`` and one PNG per observable and test.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
@@ -36,6 +35,8 @@ from typing import Any
 
 import awkward as ak
 import numpy as np
+
+from hepvld.cli._common import Parser
 
 log = logging.getLogger("measurement_closure")
 
@@ -280,7 +281,7 @@ def _markdown(res: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     import hepvld
 
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = Parser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("-c", "--checkpoint", required=True, type=Path)
     p.add_argument("--noselect", type=Path, help="signal generated with --no-select")
     p.add_argument("--signal", nargs=2, type=Path, metavar=("ROOT", "H5"))

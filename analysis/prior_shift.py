@@ -30,13 +30,14 @@ true shift``, in which fine-tuning drifts common to both runs cancel. Writes ``p
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from hepvld.cli._common import Parser
 
 log = logging.getLogger("prior_shift")
 
@@ -259,7 +260,7 @@ def _plot(table: dict, iters: dict, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from hepvld.io.unbinned import read_unbinned
 
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p = Parser(description=(__doc__ or "").splitlines()[0])
     p.add_argument(
         "--nominal", required=True, type=Path, help="unbinned result of the nominal sample"
     )

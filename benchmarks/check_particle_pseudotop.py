@@ -12,18 +12,17 @@ true neutrino and prints, per pseudo-top candidate, the median, the 5 GeV mode b
 
 from __future__ import annotations
 
-import argparse
-
 import awkward as ak
 import numpy as np
 
+from hepvld.cli._common import Parser
 from hepvld.features.particle_level import event_truth, truth_objects, truth_selection
 from hepvld.features.particle_pseudotop import pseudo_top
 from hepvld.io import open_events
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("file")
     args = p.parse_args()
     ev = open_events(args.file)

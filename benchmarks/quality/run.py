@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hepvld.cli._common import Parser
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import format_markdown, quality_metrics
 
@@ -73,7 +75,7 @@ def train(args: argparse.Namespace, run_dir: Path, train_file: Path) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vld", help="model family (hepvld.train --model)")
     p.add_argument("--preset", default="small")
     p.add_argument("--budget-min", type=float, default=14.0, help="training wall clock, 1 thread")
