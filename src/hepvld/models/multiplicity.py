@@ -59,17 +59,15 @@ class MultiplicityHead(nn.Module):
         self.kind = kind
         self.n_max = int(n_max)
         out = 2 if kind == "gamma" else self.n_max + 1
+        last = nn.Linear(hidden, out)
         self.net = nn.Sequential(
-            nn.LayerNorm(condition_dim),
-            nn.Linear(condition_dim, hidden),
-            nn.GELU(),
-            nn.Linear(hidden, out),
+            nn.LayerNorm(condition_dim), nn.Linear(condition_dim, hidden), nn.GELU(), last
         )
         if kind == "gamma":
             # start near k = 25, theta = 0.25 (mean 6.25, std 1.25: a typical tt̄ count)
             with torch.no_grad():
-                self.net[-1].weight.mul_(0.1)
-                self.net[-1].bias.copy_(torch.tensor([_inv_softplus(25.0), _inv_softplus(0.25)]))
+                last.weight.mul_(0.1)
+                last.bias.copy_(torch.tensor([_inv_softplus(25.0), _inv_softplus(0.25)]))
 
     def gamma_parameters(self, z_y: Tensor) -> tuple[Tensor, Tensor]:
         """Shape ``k (B,)`` and scale ``theta (B,)`` (``gamma`` kind only)."""
@@ -84,12 +82,13 @@ class MultiplicityHead(nn.Module):
         if self.kind == "categorical":
             return torch.log_softmax(self.net(z_y).float(), dim=-1)
         k, theta = self.gamma_parameters(z_y)
-        edges = torch.arange(self.n_max, device=z_y.device, dtype=torch.float32) + 0.5  # (M-1,)
-        cdf = torch.special.gammainc(k.detach()[:, None], edges / theta[:, None])  # (B, M-1)
-        zeros = torch.zeros_like(cdf[:, :1])
-        ones = torch.ones_like(cdf[:, :1])
-        probs = torch.diff(torch.cat([zeros, cdf, ones], dim=-1), dim=-1)  # (B, M)
-        return probs.clamp_min(1e-30).log()
+        # in float64: the tail probabilities are differences of CDF values close to 1
+        k, theta = k.detach().double()[:, None], theta.double()[:, None]
+        edges = torch.arange(self.n_max, device=z_y.device, dtype=torch.float64) + 0.5  # (M-1,)
+        cdf = torch.special.gammainc(k, edges / theta)  # (B, M-1)
+        tail = torch.special.gammaincc(k[:, :1], edges[-1:] / theta)  # P(N > n_max - 1/2)
+        probs = torch.cat([cdf[:, :1], torch.diff(cdf, dim=-1), tail], dim=-1)  # (B, M)
+        return probs.clamp_min(1e-300).log().float()
 
     def log_prob(self, z_y: Tensor, n: Tensor) -> Tensor:
         """Exact ``log P(n | z_y)`` of integer counts ``n (B,)`` (clamped to ``0 .. n_max``): ``(B,)``."""

@@ -279,14 +279,11 @@ class VLVLD(ConditionalGenerator):
         continuous, type_ce, mse = self.reconstruction_parts(x_hat, x, mask)
         consistency = self.consistency(x_hat, mask)
         n = mask[:, 1:].sum(-1)
-        heads = {
-            kind: head.nll(
-                cond.event if kind == self.config.vlvld_multiplicity else cond.event.detach(),
-                n,
-                generator,
-            )
-            for kind, head in self.multiplicity.items()
-        }
+        heads = {}
+        for kind, head in self.multiplicity.items():
+            assert isinstance(head, MultiplicityHead)
+            drawing = kind == self.config.vlvld_multiplicity
+            heads[kind] = head.nll(cond.event if drawing else cond.event.detach(), n, generator)
         multiplicity = heads[self.config.vlvld_multiplicity]
         reconstruction = continuous + type_ce
         c = self.config

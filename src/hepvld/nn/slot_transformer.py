@@ -9,6 +9,7 @@ tokens, ``D`` width.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -153,7 +154,7 @@ class SlotTransformer(nn.Module):
     ) -> Tensor:
         """``x (B, K, D)``, ``mask (B, K)`` bool, optional ``context (B, L, D)`` and
         ``context_mask (B, L)``; returns ``(B, K, D)``."""
-        mask = mask.to(bool)
+        mask = mask.to(torch.bool)
         for layer in self.layers:
             x = layer(x, mask, context, context_mask)
         return self.norm(x)
