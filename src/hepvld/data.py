@@ -62,6 +62,19 @@ class EventTensors:
     target_mask
         ``(B, K)`` bool, True for real target slots (all true for a fixed level); built
         as all true when ``targets`` is given without it.
+    pass_detector
+        ``(B,)`` bool, the event passes the detector-level selection (all true unless
+        misses were asked for, :func:`load_tensors` ``include_misses``).
+    pass_truth
+        ``(B,)`` bool, the event passes the same cuts at the target level (``particle``:
+        :meth:`~hepvld.targets.particle.ParticleLevel.truth_selection`; all true for a
+        level without a truth selection). ``pass_detector & ~pass_truth`` are *fakes*,
+        ``~pass_detector & pass_truth`` *misses*.
+    phase_space
+        Named counts (and sums of weights): ``pass detector``, ``pass truth``, ``pass
+        both``, ``fakes (...)``, ``misses (...)`` over every event read, also those not
+        kept (a :class:`Cutflow` used as a mergeable counter; empty for a level without a
+        truth selection).
     """
 
     objects: np.ndarray
@@ -72,12 +85,18 @@ class EventTensors:
     event: np.ndarray
     cutflow: Cutflow = field(default_factory=Cutflow)
     target_mask: np.ndarray | None = None
+    pass_detector: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    pass_truth: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    phase_space: Cutflow = field(default_factory=Cutflow)
 
     def __post_init__(self) -> None:
         B = len(self.objects)
         if self.targets is not None and self.target_mask is None:
             self.target_mask = np.ones(self.targets.shape[:2], dtype=bool)
-        for name in ("mask", "globals", "weights", "event") + (
+        for flag in ("pass_detector", "pass_truth"):
+            if len(getattr(self, flag)) == 0 and B:
+                setattr(self, flag, np.ones(B, dtype=bool))
+        for name in ("mask", "globals", "weights", "event", "pass_detector", "pass_truth") + (
             ("targets", "target_mask") if self.targets is not None else ()
         ):
             if len(getattr(self, name)) != B:
@@ -105,6 +124,8 @@ class EventTensors:
             weights=take(self.weights),
             event=take(self.event),
             target_mask=None if self.target_mask is None else take(self.target_mask),
+            pass_detector=take(self.pass_detector),
+            pass_truth=take(self.pass_truth),
         )
 
     @staticmethod
@@ -128,6 +149,9 @@ class EventTensors:
             event=cat("event"),
             cutflow=sum((p.cutflow for p in parts), Cutflow()),
             target_mask=cat("target_mask") if all(has_t) else None,
+            pass_detector=cat("pass_detector"),
+            pass_truth=cat("pass_truth"),
+            phase_space=sum((p.phase_space for p in parts), Cutflow()),
         )
 
     @classmethod
@@ -150,14 +174,43 @@ class EventTensors:
         )
 
 
+def _phase_space(
+    pass_det: np.ndarray, pass_truth: np.ndarray, w: np.ndarray
+) -> tuple[Cutflow, dict[str, np.ndarray]]:
+    groups = {
+        "pass detector": pass_det,
+        "pass truth": pass_truth,
+        "pass both": pass_det & pass_truth,
+        "fakes (pass detector, fail truth)": pass_det & ~pass_truth,
+        "misses (pass truth, fail detector)": ~pass_det & pass_truth,
+    }
+    cf = Cutflow()
+    for name, m in groups.items():
+        cf.add(name, int(m.sum()), float(w[m].sum()))
+    return cf, groups
+
+
 def _tensors_of(
-    events: Any, max_jets: int, require_truth: bool, level: TargetLevel
+    events: Any, max_jets: int, require_truth: bool, level: TargetLevel, include_misses: bool
 ) -> EventTensors:
     import awkward as ak
 
     from hepvld.features import detector_tensors, select
 
     mask, cutflow = select(events, require_truth=require_truth)
+    w_all = np.asarray(ak.to_numpy(events.genWeight), dtype=np.float64)
+    truth_selection = getattr(level, "truth_selection", None) if require_truth else None
+    phase_space = Cutflow()
+    if truth_selection is None:
+        pass_det = pass_truth = np.ones(int(mask.sum()), dtype=bool)
+    else:
+        truth = truth_selection(events)
+        pass_truth_all = np.asarray(truth.passed, dtype=bool)
+        cutflow = cutflow + truth.cutflow(w_all, within=mask, prefix="truth: ")
+        phase_space, _ = _phase_space(mask, pass_truth_all, w_all)
+        keep = mask | pass_truth_all if include_misses else mask
+        pass_det, pass_truth = mask[keep], pass_truth_all[keep]
+        mask = keep
     sel = events[mask]
     det = detector_tensors(sel, max_jets)
     targets = level.build(sel) if require_truth else None
@@ -170,6 +223,9 @@ def _tensors_of(
         weights=np.asarray(ak.to_numpy(sel.genWeight), dtype=np.float32),
         event=np.asarray(ak.to_numpy(sel.event), dtype=np.uint64),
         cutflow=cutflow,
+        pass_detector=pass_det,
+        pass_truth=pass_truth,
+        phase_space=phase_space,
     )
 
 
@@ -181,6 +237,7 @@ def load_tensors(
     entry_stop: int | None = None,
     step_size: int = 200_000,
     level: str | TargetLevel = "parton",
+    include_misses: bool = False,
     **open_kwargs: Any,
 ) -> EventTensors:
     """Read, select and convert events to tensors.
@@ -200,7 +257,16 @@ def load_tensors(
     step_size
         Events per chunk read at once (memory bound).
     level
-        The target level (name or object, :mod:`hepvld.targets`).
+        The target level (name or object, :mod:`hepvld.targets`). A level with a truth
+        selection (``particle``) also applies the detector cuts at its own level: the
+        cut-flow continues with ``truth: ...`` entries (among detector-selected events;
+        its last entry counts events passing both), every event is flagged
+        (``pass_detector``, ``pass_truth``) and the fakes / misses are counted by name in
+        ``phase_space``.
+    include_misses
+        Also keep events that fail the detector selection but pass the truth selection
+        (misses, ``pass_detector`` False) for efficiency studies; by default only
+        detector-selected events are returned (fakes included, flagged).
     **open_kwargs
         Passed to :func:`hepvld.io.iterate_events` (``tree``, ``schema``, ...).
 
@@ -213,7 +279,7 @@ def load_tensors(
 
     target_level = get_level(level)
     parts = [
-        _tensors_of(chunk, max_jets, require_truth, target_level)
+        _tensors_of(chunk, max_jets, require_truth, target_level, include_misses)
         for chunk in iterate_events(
             source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
         )
@@ -223,17 +289,34 @@ def load_tensors(
         if parts
         else EventTensors.empty(max_jets, require_truth, target_level)
     )
+    _log_loaded(source, out)
+    return out
+
+
+def _is_hdf5(source: Any) -> bool:
+    items = [source] if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(items, (list, tuple)) or not items:
+        return False
+    suffixes = {
+        Path(os.fspath(p)).suffix.lower() for p in items if isinstance(p, (str, os.PathLike))
+    }
+    return bool(suffixes) and suffixes <= {".h5", ".hdf5"}
+
+
+def _log_loaded(source: Any, out: EventTensors) -> None:
     name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
     cf = out.cutflow
     log.info(
         "load_tensors(%s): kept %d of %d events (dropped %d)\n%s",
         name,
-        cf.passed,
+        len(out),
         cf.total,
-        cf.total - cf.passed,
+        cf.total - len(out),
         cf,
     )
-    return out
+    if len(out.phase_space):
+        counts = ", ".join(f"{n}: {c}" for n, c in out.phase_space.as_dict().items())
+        log.info("load_tensors(%s): detector vs truth phase space: %s", name, counts)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -325,6 +408,20 @@ def prepare_data(
     )
     if len(tensors) == 0:
         raise ValueError(f"no event of {names} passes the selection:\n{tensors.cutflow}")
+    train_on = getattr(target_level, "train_on", None)
+    if train_on is not None:
+        keep = np.asarray(train_on(tensors.pass_detector, tensors.pass_truth), dtype=bool)
+        if not keep.all():
+            log.info(
+                "%d of %d selected events are fakes (pass detector, fail truth) and are not "
+                "trained on (level options %s; phase_space='wide' trains on them)",
+                int((~keep).sum()),
+                len(keep),
+                target_level.options(),
+            )
+        tensors = tensors.subset(np.flatnonzero(keep))
+        if len(tensors) == 0:
+            raise ValueError(f"no event of {names} passes both selections:\n{tensors.cutflow}")
     train, val, test = split_by_event(tensors, split)
     log.info(
         "split by event number: %d train, %d validation, %d test (held out)",

@@ -8,9 +8,12 @@ from hepvld.features.detector import (
     pad,
 )
 from hepvld.features.particle_level import (
-    PARTICLE_FEATURES,
-    ParticleLevelTensors,
-    particle_level_tensors,
+    OBJECT_TYPES,
+    WIDE_CUTS,
+    TruthSelection,
+    event_truth,
+    truth_objects,
+    truth_selection,
 )
 from hepvld.features.preprocessing import DetectorPreprocessor, TargetPreprocessor, spread_floor
 from hepvld.features.selection import (
@@ -25,19 +28,22 @@ from hepvld.features.selection import (
 __all__ = [
     "DETECTOR_FEATURES",
     "GLOBAL_FEATURES",
+    "OBJECT_TYPES",
     "PAPER_CUTS",
-    "PARTICLE_FEATURES",
+    "WIDE_CUTS",
     "Cutflow",
     "DetectorPreprocessor",
     "DetectorTensors",
-    "ParticleLevelTensors",
     "SelectionCuts",
     "TargetPreprocessor",
+    "TruthSelection",
     "detector_tensors",
+    "event_truth",
     "good_jets",
     "good_leptons",
     "pad",
-    "particle_level_tensors",
     "select",
     "spread_floor",
+    "truth_objects",
+    "truth_selection",
 ]

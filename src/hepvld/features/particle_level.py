@@ -1,15 +1,24 @@
-"""Particle-level (VL-VLD) truth tensors: GenJets, dressed lepton and neutrino.
+"""Particle-level (VL-VLD) truth objects from awkward events: GenJets, dressed leptons, ν, MET.
 
-Objects per event: particle-level jets (``GenJet`` with the detector-level cuts, pT > 25,
-|η| < 2.5, at most ``max_jets``), the leading dressed e/μ (``GenDressedLepton`` with
-pT > 25, |η| < 2.5) and the hard-process neutrino (from ``GenPart``; its slot is masked
-when the event has no semi-leptonic chain). All objects are ordered together by
-decreasing pT (the VL-VLD denoising loss needs a canonical order); ``N = max_jets + 2``.
+The awkward half of the ``particle`` target level (:mod:`hepvld.targets.particle` pads,
+orders and standardises what this module finds). Everything is vectorised over events.
 
-Features ``F = 10``: ``(px, py, pz, log(E+1), log(M+1))`` followed by the one-hot type
-``(is_bjet, is_light_jet, is_electron, is_muon, is_neutrino)``; b-jets are GenJets with
-``hadronFlavour == 5`` (all light when the flavour is not stored). Globals ``(GenMET_pt,
-GenMET_phi)``. Padded slots are zeros and masked.
+Sources, by input layout (:func:`hepvld.io.open_events` maps all three to these names):
+
+* **jets**: ``GenJet`` (anti-kT on stable visible particles). A jet is a b-jet when
+  ``GenJet.hadronFlavour == 5`` (our files, CMS NanoAOD). Without ``hadronFlavour``
+  (Delphes' ``GenJet`` has no hadron flavour), a jet is a b-jet when a ``GenPart`` entry
+  containing a b quark (b quark or b hadron, :func:`has_b`) with pT > 5 GeV lies within
+  ΔR < :data:`B_MATCH_DR` of its axis (logged); without ``GenPart`` every jet is light.
+* **charged leptons**: ``GenDressedLepton`` e/μ. Without it (Delphes) the hard-process
+  charged lepton of the decay chain (:func:`hepvld.physics.partons.decay_chain`), undressed,
+  with the flavour of the closest ``GenPart`` e/μ (logged).
+* **neutrino**: the hard-process neutrino of the semi-leptonic decay chain (NaN where the
+  event has none).
+* **MET**: ``GenMET`` (``GenMissingET`` in Delphes); without it the neutrino's pT and φ
+  (logged).
+
+Object types are indices into :data:`OBJECT_TYPES`.
 """
 
 from __future__ import annotations
@@ -21,125 +30,233 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from hepvld.features.detector import pad
-from hepvld.features.selection import PAPER_CUTS, SelectionCuts
+from hepvld.features.selection import PAPER_CUTS, Cutflow, SelectionCuts
 from hepvld.io.errors import MissingBranchError
-from hepvld.physics.kinematics import p4_ptetaphim
-from hepvld.physics.partons import decay_chain
 
-__all__ = ["PARTICLE_FEATURES", "ParticleLevelTensors", "particle_level_tensors"]
+__all__ = [
+    "B_MATCH_DR",
+    "OBJECT_TYPES",
+    "WIDE_CUTS",
+    "TruthSelection",
+    "event_truth",
+    "has_b",
+    "truth_objects",
+    "truth_selection",
+]
 
 log = logging.getLogger(__name__)
 
-#: Per-object features ``F = 10``.
-PARTICLE_FEATURES: tuple[str, ...] = (
-    "px",
-    "py",
-    "pz",
-    "log(E+1)",
-    "log(M+1)",
-    "is_bjet",
-    "is_light_jet",
-    "is_electron",
-    "is_muon",
-    "is_neutrino",
+#: Particle-level object types, in type-index order.
+OBJECT_TYPES: tuple[str, ...] = ("bjet", "light_jet", "electron", "muon")
+
+#: ΔR within which a b-flavoured ``GenPart`` makes a ``GenJet`` without ``hadronFlavour`` a b-jet.
+B_MATCH_DR: float = 0.4
+
+#: The looser truth phase space of ``phase_space="wide"``: jets pT > 20 GeV, |η| < 4.7;
+#: leptons pT > 15 GeV, |η| < 2.7 (the detector-level cut is applied after unfolding).
+WIDE_CUTS = SelectionCuts(
+    lepton_pt_min=15.0,
+    lepton_eta_max=2.7,
+    jet_pt_min=20.0,
+    jet_eta_max=4.7,
+    min_jets=0,
+    min_btags=0,
 )
 
+_BJET, _LIGHT, _ELECTRON, _MUON = range(4)
 
-@dataclass
-class ParticleLevelTensors:
-    """Padded particle-level truth.
+
+def has_b(pdg: Any) -> Any:
+    """True for PDG codes containing a b quark: the b quark itself, b mesons (5xx) and
+    b baryons (5xxx); elementwise on numpy / awkward integer arrays."""
+    a = abs(pdg)
+    return (a == 5) | ((a // 100) % 10 == 5) | ((a // 1000) % 10 == 5)
+
+
+def _need(events: Any, names: tuple[str, ...]) -> None:
+    fields = ak.fields(events)
+    missing = [n for n in names if n not in fields]
+    if missing:
+        raise MissingBranchError(
+            f"particle-level truth needs the {', '.join(missing)} collection(s); the input has "
+            f"{sorted(fields)} (generate files with python -m hepvld.generate, or use NanoAOD / "
+            "Delphes files with generator-level jets)",
+            missing,
+        )
+
+
+def _jet_flavour(events: Any, jets: ak.Array) -> ak.Array:
+    """Jagged bool: b-jet (see the module docstring)."""
+    if "hadronFlavour" in ak.fields(jets):
+        return jets.hadronFlavour == 5
+    if "GenPart" not in ak.fields(events):
+        log.warning("GenJet has no hadronFlavour and there is no GenPart: all jets are light")
+        return jets.pt < -1.0
+    gp = events.GenPart
+    bs = gp[has_b(gp.pdgId) & (gp.pt > 5.0)]
+    pairs = ak.cartesian({"j": jets, "b": bs}, axis=1, nested=True)
+    dr = pairs.j.deltaR(pairs.b)
+    log.info(
+        "GenJet has no hadronFlavour: b-jets are jets with a b-flavoured GenPart within dR < %g",
+        B_MATCH_DR,
+    )
+    return ak.fill_none(ak.any(dr < B_MATCH_DR, axis=2), False)
+
+
+def _leptons(events: Any) -> ak.Array:
+    """Jagged ``(pt, eta, phi, mass, pdgId)`` charged e/μ (dressed where available)."""
+    if "GenDressedLepton" in ak.fields(events):
+        dl = events.GenDressedLepton
+        apdg = abs(dl.pdgId)
+        return dl[(apdg == 11) | (apdg == 13)]
+    from hepvld.physics.partons import decay_chain
+
+    _need(events, ("GenPart",))
+    lep = decay_chain(events).leaves["lep"]  # (B, 4) pt, eta, phi, mass; NaN if invalid
+    gp = events.GenPart
+    cand = gp[(abs(gp.pdgId) == 11) | (abs(gp.pdgId) == 13)]
+    ok = np.isfinite(lep).all(axis=1)
+    one = ak.zip(
+        {k: np.nan_to_num(lep[:, i]) for i, k in enumerate(("pt", "eta", "phi", "mass"))},
+        with_name="Momentum4D",
+    )
+    dr = cand.deltaR(one)
+    nearest = ak.firsts(cand.pdgId[ak.argmin(dr, axis=1, keepdims=True)], axis=1)
+    pdg = np.asarray(ak.to_numpy(ak.fill_none(nearest, 11)), dtype=np.int32)
+    log.info(
+        "no GenDressedLepton: the hard-process charged lepton of GenPart stands in (undressed)"
+    )
+    counts = ok.astype(np.int64)
+    fields = {
+        k: ak.unflatten(lep[ok, i], counts) for i, k in enumerate(("pt", "eta", "phi", "mass"))
+    }
+    fields["pdgId"] = ak.unflatten(pdg[ok], counts)
+    return ak.zip(fields, with_name="Momentum4D")
+
+
+def truth_objects(events: Any, cuts: SelectionCuts = PAPER_CUTS) -> ak.Array:
+    """Particle-level objects passing the object cuts, ordered by decreasing pT.
+
+    Parameters
+    ----------
+    events
+        ``B`` events as from :func:`hepvld.io.open_events` with ``GenJet`` (and
+        ``GenDressedLepton`` or ``GenPart``).
+    cuts
+        Object thresholds: jets ``jet_pt_min`` / ``jet_eta_max``, leptons
+        ``lepton_pt_min`` / ``lepton_eta_max`` (the event-level counts are not applied).
+
+    Returns
+    -------
+    ak.Array
+        ``(B, var)`` ``Momentum4D`` records ``pt, eta, phi, mass`` (float64) and ``type``
+        (int8 index into :data:`OBJECT_TYPES`), jets and leptons together in decreasing pT.
+    """
+    _need(events, ("GenJet",))
+    gj = events.GenJet
+    gj = gj[(gj.pt > cuts.jet_pt_min) & (abs(gj.eta) < cuts.jet_eta_max)]
+    jtype = ak.where(_jet_flavour(events, gj), _BJET, _LIGHT)
+    lep = _leptons(events)
+    lep = lep[(lep.pt > cuts.lepton_pt_min) & (abs(lep.eta) < cuts.lepton_eta_max)]
+    ltype = ak.where(abs(lep.pdgId) == 11, _ELECTRON, _MUON)
+
+    def rec(c: ak.Array, t: ak.Array) -> ak.Array:
+        return ak.zip(
+            {
+                **{k: ak.values_astype(c[k], np.float64) for k in ("pt", "eta", "phi", "mass")},
+                "type": ak.values_astype(t, np.int8),
+            }
+        )
+
+    both = ak.concatenate([rec(gj, jtype), rec(lep, ltype)], axis=1)
+    both = both[ak.argsort(both.pt, axis=1, ascending=False, stable=True)]
+    return ak.with_name(both, "Momentum4D")
+
+
+def event_truth(events: Any) -> dict[str, np.ndarray]:
+    """Event-level truth: ``{"met", "met_phi": (B,), "nu": (B, 4) (px, py, pz, E)}``
+    float64; the neutrino is NaN where the event has no semi-leptonic (e/μ) chain."""
+    from hepvld.physics.kinematics import p4_ptetaphim
+    from hepvld.physics.partons import decay_chain
+
+    _need(events, ("GenPart",))
+    nu = decay_chain(events).leaves["nu"]
+    p4 = p4_ptetaphim(*nu.T)
+    nu4 = np.stack([p4.px, p4.py, p4.pz, p4.E], axis=-1)
+    if "GenMET" in ak.fields(events):
+        met = np.asarray(ak.to_numpy(events.GenMET.pt), dtype=np.float64)
+        phi = np.asarray(ak.to_numpy(events.GenMET.phi), dtype=np.float64)
+    else:
+        log.warning("no GenMET: the particle-level MET is the true neutrino's pT and phi")
+        met, phi = np.asarray(p4.pt, np.float64), np.asarray(p4.phi, np.float64)
+    return {"met": met, "met_phi": phi, "nu": nu4}
+
+
+@dataclass(frozen=True)
+class TruthSelection:
+    """The particle-level event selection of ``B`` events (the detector level's cuts).
 
     Attributes
     ----------
-    objects
-        ``(B, N, 10)`` float32, :data:`PARTICLE_FEATURES`, ordered by decreasing pT.
-    mask
-        ``(B, N)`` bool.
-    globals
-        ``(B, 2)`` float32 ``(GenMET_pt, GenMET_phi)`` (zeros when absent).
-    multiplicity
-        ``(B,)`` int64 number of real objects (``mask.sum(1)``).
+    names
+        Cut names, in order.
+    masks
+        ``(n_cuts, B)`` bool: events passing every cut up to and including each one.
     """
 
-    objects: np.ndarray
-    mask: np.ndarray
-    globals: np.ndarray
-    multiplicity: np.ndarray
+    names: tuple[str, ...]
+    masks: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.objects)
+    @property
+    def passed(self) -> np.ndarray:
+        """``(B,)`` bool, events passing every cut."""
+        return self.masks[-1] if len(self.names) else np.ones(self.masks.shape[1], bool)
+
+    def cutflow(
+        self, weights: np.ndarray | None = None, within: np.ndarray | None = None, prefix: str = ""
+    ) -> Cutflow:
+        """Sequential :class:`Cutflow` of these cuts among the events ``within (B,)``
+        (all by default), names prefixed by ``prefix``."""
+        B = self.masks.shape[1]
+        w = np.ones(B) if weights is None else np.asarray(weights, np.float64)
+        base = np.ones(B, bool) if within is None else np.asarray(within, bool)
+        cf = Cutflow()
+        for name, m in zip(self.names, self.masks):
+            sel = m & base
+            cf.add(prefix + name, int(sel.sum()), float(w[sel].sum()))
+        return cf
 
 
-def particle_level_tensors(
-    events: Any, max_jets: int = 20, *, cuts: SelectionCuts = PAPER_CUTS
-) -> ParticleLevelTensors:
-    """Build particle-level tensors for ``B`` events (see module docstring)."""
-    for name in ("GenJet", "GenDressedLepton", "GenPart"):
-        if name not in ak.fields(events):
-            raise MissingBranchError(f"particle-level tensors need the {name} collection", [name])
-    B = len(events)
-    gj = events.GenJet
-    gj = gj[(gj.pt > cuts.jet_pt_min) & (abs(gj.eta) < cuts.jet_eta_max)]
-    gj = gj[ak.argsort(gj.pt, axis=1, ascending=False)]
-    n_j = ak.to_numpy(ak.num(gj, axis=1))
-    if (n_j > max_jets).any():
-        log.info(
-            "%d of %d events have more than %d particle-level jets; kept the leading %d",
-            int((n_j > max_jets).sum()),
-            B,
-            max_jets,
-            max_jets,
-        )
-    jk = {k: pad(gj[k], max_jets).astype(np.float64) for k in ("pt", "eta", "phi", "mass")}
-    jmask = np.arange(max_jets)[None, :] < n_j[:, None]
-    flav = (
-        pad(gj.hadronFlavour, max_jets)
-        if "hadronFlavour" in ak.fields(gj)
-        else np.zeros((B, max_jets))
-    )
-    jtype = np.stack([flav == 5, flav != 5, *(np.zeros((B, max_jets), bool),) * 3], axis=-1)
+def truth_selection(
+    events: Any, objects: ak.Array | None = None, cuts: SelectionCuts = PAPER_CUTS
+) -> TruthSelection:
+    """The detector selection's cuts on the particle-level objects.
 
-    dl = events.GenDressedLepton
-    apdg = abs(dl.pdgId)
-    dl = dl[
-        ((apdg == 11) | (apdg == 13))
-        & (dl.pt > cuts.lepton_pt_min)
-        & (abs(dl.eta) < cuts.lepton_eta_max)
+    Cuts, sequential: a semi-leptonic (e/μ) tt̄ chain in ``GenPart`` (the neutrino),
+    exactly one e/μ with pT > 25 GeV, |η| < 2.5; ≥ 4 jets with pT > 25 GeV, |η| < 2.5;
+    ≥ 2 of them b-jets (thresholds from ``cuts``). ``objects``: :func:`truth_objects` of
+    ``events`` with the same ``cuts`` (computed when not given).
+    """
+    from hepvld.physics.partons import decay_chain
+
+    if objects is None:
+        objects = truth_objects(events, cuts)
+    t = objects["type"]
+    n_lep = np.asarray(ak.to_numpy(ak.sum(t >= _ELECTRON, axis=1)))
+    n_jet = np.asarray(ak.to_numpy(ak.sum(t <= _LIGHT, axis=1)))
+    n_b = np.asarray(ak.to_numpy(ak.sum(t == _BJET, axis=1)))
+    valid = np.asarray(decay_chain(events).valid, bool)
+    steps = [
+        ("semi-leptonic (e/mu) ttbar truth", valid),
+        (
+            f"exactly 1 dressed e/mu (pT>{cuts.lepton_pt_min:g}, |eta|<{cuts.lepton_eta_max:g})",
+            n_lep == 1,
+        ),
+        (
+            f">= {cuts.min_jets} jets (pT>{cuts.jet_pt_min:g}, |eta|<{cuts.jet_eta_max:g})",
+            n_jet >= cuts.min_jets,
+        ),
+        (f">= {cuts.min_btags} b-jets", n_b >= cuts.min_btags),
     ]
-    dl = dl[ak.argsort(dl.pt, axis=1, ascending=False)]
-    lk = {k: pad(dl[k], 1).astype(np.float64) for k in ("pt", "eta", "phi", "mass")}
-    lpdg = pad(abs(dl.pdgId), 1)
-    lmask = ak.to_numpy(ak.num(dl, axis=1))[:, None] > 0
-    ltype = np.stack(
-        [*(np.zeros((B, 1), bool),) * 2, lpdg == 11, lpdg == 13, np.zeros((B, 1), bool)], axis=-1
-    )
-
-    nu = decay_chain(events).leaves["nu"]  # (B, 4) pt, eta, phi, mass; NaN if invalid
-    nmask = np.isfinite(nu).all(axis=1)[:, None]
-    nk = {k: np.nan_to_num(nu[:, i])[:, None] for i, k in enumerate(("pt", "eta", "phi", "mass"))}
-    ntype = np.zeros((B, 1, 5), bool)
-    ntype[..., 4] = True
-
-    kin = {k: np.concatenate([lk[k], nk[k], jk[k]], axis=1) for k in jk}
-    mask = np.concatenate([lmask, nmask, jmask], axis=1)
-    types = np.concatenate([ltype, ntype, jtype], axis=-2).astype(np.float64)
-    p4 = p4_ptetaphim(kin["pt"], kin["eta"], kin["phi"], kin["mass"])
-    feats = np.stack(
-        [p4.px, p4.py, p4.pz, np.log(p4.E + 1), np.log(np.maximum(p4.mass, 0) + 1)], axis=-1
-    )
-    objects = np.concatenate([feats, types], axis=-1)
-    order = np.argsort(np.where(mask, -kin["pt"], np.inf), axis=1, kind="stable")
-    objects = np.take_along_axis(objects, order[..., None], axis=1).astype(np.float32)
-    mask = np.take_along_axis(mask, order, axis=1)
-    objects[~mask] = 0.0
-    if "GenMET" in ak.fields(events):
-        glob = np.stack([ak.to_numpy(events.GenMET.pt), ak.to_numpy(events.GenMET.phi)], axis=-1)
-    else:
-        glob = np.zeros((B, 2))
-    return ParticleLevelTensors(
-        objects=objects,
-        mask=mask,
-        globals=np.asarray(glob, np.float32).reshape(B, 2),
-        multiplicity=mask.sum(axis=1).astype(np.int64),
-    )
+    masks = np.logical_and.accumulate(np.stack([m for _, m in steps]), axis=0)
+    return TruthSelection(tuple(n for n, _ in steps), masks.reshape(len(steps), len(events)))

@@ -1,0 +1,421 @@
+"""The ``particle`` level (VL-VLD): a variable number of particle-level objects + an event slot.
+
+Layout of one event, ``values (K, H)`` with ``K = 1 + max_objects`` slots and ``H = 9``:
+
+* slot 0 (:data:`EVENT_SLOT`, always real): :data:`EVENT_FEATURES`
+  ``(MET, sin φ_MET, cos φ_MET, ν px, ν py, ν pz, ν E, 0, 0)`` — ``GenMET`` and the true
+  (hard-process) neutrino, GeV;
+* slots ``1..K-1``: the particle-level objects (GenJets and dressed e/μ passing the level's
+  object cuts, :mod:`hepvld.features.particle_level`) in decreasing **true** pT, features
+  :data:`OBJECT_FEATURES` ``(px, py, pz, log(E+1), log(M+1), is_bjet, is_light_jet,
+  is_electron, is_muon)`` (GeV; exactly one type column is 1). Padded slots are 0.
+
+``mask (K,)``: slot 0 True, then True for the first ``n`` objects (``n = mask.sum() - 1``).
+Events with more than ``max_objects`` objects keep the leading ones (counted and logged).
+
+Phase space (option ``phase_space``): ``"detector"`` (default) uses the detector
+selection's object cuts (pT > 25 GeV, |η| < 2.5); ``"wide"`` the looser
+:data:`~hepvld.features.particle_level.WIDE_CUTS`, so that a model trained on every
+detector-selected event (fakes included) is cut to the detector phase space after
+unfolding. In both, :meth:`ParticleLevel.truth_selection` applies the detector level's
+event cuts (one lepton, ≥ 4 jets, ≥ 2 b-jets) to the particle level: its result flags
+fakes and misses in :func:`hepvld.data.load_tensors`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from hepvld.features.particle_level import (
+    OBJECT_TYPES,
+    WIDE_CUTS,
+    TruthSelection,
+    event_truth,
+    truth_objects,
+    truth_selection,
+)
+from hepvld.features.selection import PAPER_CUTS, SelectionCuts
+from hepvld.physics.kinematics import LOG_E_MAX
+from hepvld.targets.base import TargetTensors, register_level
+
+__all__ = [
+    "EVENT_FEATURES",
+    "EVENT_SLOT",
+    "N_CONTINUOUS",
+    "N_EVENT_FEATURES",
+    "OBJECT_FEATURES",
+    "OBJECT_TYPES",
+    "PHASE_SPACES",
+    "TYPE_COLUMNS",
+    "ParticleLevel",
+    "ParticlePreprocessing",
+]
+
+log = logging.getLogger(__name__)
+
+#: Features of the event slot (slot 0, columns 0-6; columns 7-8 are 0).
+EVENT_FEATURES: tuple[str, ...] = (
+    "MET",
+    "sin_phi_MET",
+    "cos_phi_MET",
+    "nu_px",
+    "nu_py",
+    "nu_pz",
+    "nu_E",
+)
+#: Features of an object slot.
+OBJECT_FEATURES: tuple[str, ...] = (
+    "px",
+    "py",
+    "pz",
+    "log(E+1)",
+    "log(M+1)",
+    "is_bjet",
+    "is_light_jet",
+    "is_electron",
+    "is_muon",
+)
+#: Continuous object columns (standardised); the rest is the one-hot type.
+N_CONTINUOUS: int = 5
+#: The one-hot type columns of an object slot (order :data:`OBJECT_TYPES`).
+TYPE_COLUMNS: slice = slice(N_CONTINUOUS, N_CONTINUOUS + len(OBJECT_TYPES))
+#: Number of event-slot features.
+N_EVENT_FEATURES: int = len(EVENT_FEATURES)
+#: Index of the event slot.
+EVENT_SLOT: int = 0
+#: Names of the phase-space options and the object cuts of each.
+PHASE_SPACES: dict[str, SelectionCuts] = {"detector": PAPER_CUTS, "wide": WIDE_CUTS}
+
+_H = len(OBJECT_FEATURES)
+
+
+def _output() -> Any:
+    """:mod:`hepvld.targets.particle_output` (draws -> records / branches / features),
+    imported lazily."""
+    import importlib
+
+    return importlib.import_module("hepvld.targets.particle_output")
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _masked(x: Any, mask: Any) -> Any:
+    """``x (..., K, H)`` with slots where ``mask (..., K)`` is False set to 0 (numpy/torch)."""
+    if _is_torch(x):
+        import torch
+
+        m = torch.as_tensor(mask, dtype=torch.bool, device=x.device).unsqueeze(-1)
+        return torch.where(m, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return np.where(np.asarray(mask, bool)[..., None], x, 0).astype(x.dtype, copy=False)
+
+
+def _like(a: np.ndarray, x: Any) -> Any:
+    if _is_torch(x):
+        import torch
+
+        return torch.as_tensor(a, dtype=x.dtype, device=x.device)
+    return a.astype(np.result_type(x.dtype, np.float32), copy=False)
+
+
+class ParticlePreprocessing:
+    """Standardisation of ``(..., K, 9)`` particle-level targets (fitted, JSON state).
+
+    Object columns 0-4 are standardised with statistics pooled over every real object
+    slot; the event slot's columns 0-6 with their own; type and unused columns keep shift 0,
+    scale 1. Scales are floored like every hepvld standardisation
+    (:func:`hepvld.features.spread_floor`, ``eps = 1e-2``). Padded slots map to 0 both ways.
+    """
+
+    def __init__(self, n_slots: int, state: Mapping[str, Any] | None = None) -> None:
+        self.n_slots = int(n_slots)
+        self.eps = 1e-2
+        self.event_shift: np.ndarray | None = None
+        self.event_scale: np.ndarray | None = None
+        self.object_shift: np.ndarray | None = None
+        self.object_scale: np.ndarray | None = None
+        if state is not None:
+            if state.get("type") != type(self).__name__:
+                raise ValueError(
+                    f"state dict is for {state.get('type')!r}, not ParticlePreprocessing"
+                )
+            if int(state["n_slots"]) != self.n_slots:
+                raise ValueError(
+                    f"preprocessing state has {state['n_slots']} slots, the level {self.n_slots} "
+                    "(max_objects differs from the checkpoint's)"
+                )
+            self.eps = float(state["eps"])
+            self.event_shift = np.asarray(state["event_shift"], np.float64)
+            self.event_scale = np.asarray(state["event_scale"], np.float64)
+            self.object_shift = np.asarray(state["object_shift"], np.float64)
+            self.object_scale = np.asarray(state["object_scale"], np.float64)
+
+    def fit(
+        self, values: np.ndarray, mask: np.ndarray, weights: np.ndarray | None = None
+    ) -> ParticlePreprocessing:
+        """Fit on ``values (B, K, 9)`` (physical), ``mask (B, K)``, optional ``weights (B,)``."""
+        from hepvld.features.preprocessing import _masked_stats, spread_floor
+
+        values = np.asarray(values, np.float64)
+        mask = np.asarray(mask, bool)
+        if values.ndim != 3 or values.shape[1:] != (self.n_slots, _H):
+            raise ValueError(f"expected (B, {self.n_slots}, {_H}) targets, got {values.shape}")
+        w = None if weights is None else np.asarray(weights, np.float64)
+        mean, std = _masked_stats(values[:, EVENT_SLOT, :N_EVENT_FEATURES], w)
+        self.event_shift, self.event_scale = mean, spread_floor(mean, std, self.eps)
+        obj = mask[:, 1:]
+        ow = None if w is None else np.broadcast_to(w[:, None], obj.shape)[obj]
+        mean, std = _masked_stats(values[:, 1:, :N_CONTINUOUS][obj], ow)
+        self.object_shift, self.object_scale = mean, spread_floor(mean, std, self.eps)
+        return self
+
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(shift, scale)``, each ``(K, 9)`` float64: ``x = z * scale + shift``."""
+        if self.event_shift is None or self.object_shift is None:
+            raise RuntimeError("ParticlePreprocessing is not fitted")
+        assert self.event_scale is not None and self.object_scale is not None
+        shift = np.zeros((self.n_slots, _H))
+        scale = np.ones((self.n_slots, _H))
+        shift[EVENT_SLOT, :N_EVENT_FEATURES] = self.event_shift
+        scale[EVENT_SLOT, :N_EVENT_FEATURES] = self.event_scale
+        shift[1:, :N_CONTINUOUS] = self.object_shift
+        scale[1:, :N_CONTINUOUS] = self.object_scale
+        return shift, scale
+
+    def transform(self, values: Any, mask: Any) -> Any:
+        """Physical ``(..., K, 9)`` -> standardised; padded slots 0 (numpy or torch)."""
+        shift, scale = self.affine()
+        return _masked((values - _like(shift, values)) / _like(scale, values), mask)
+
+    def inverse_transform(self, values: Any, mask: Any) -> Any:
+        """Standardised ``(..., K, 9)`` -> physical; padded slots 0 (numpy or torch)."""
+        shift, scale = self.affine()
+        return _masked(values * _like(scale, values) + _like(shift, values), mask)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state."""
+        if self.event_shift is None or self.object_shift is None:
+            raise RuntimeError("ParticlePreprocessing is not fitted")
+        assert self.event_scale is not None and self.object_scale is not None
+        return {
+            "type": type(self).__name__,
+            "version": 1,
+            "n_slots": self.n_slots,
+            "eps": self.eps,
+            "event_shift": self.event_shift.tolist(),
+            "event_scale": self.event_scale.tolist(),
+            "object_shift": self.object_shift.tolist(),
+            "object_scale": self.object_scale.tolist(),
+        }
+
+
+@dataclass(frozen=True)
+class ParticleLevel:
+    """The variable-length particle level (see the module docstring).
+
+    Parameters
+    ----------
+    max_objects
+        Object slots; ``K = 1 + max_objects``.
+    phase_space
+        ``"detector"`` or ``"wide"`` (:data:`PHASE_SPACES`).
+    """
+
+    name = "particle"
+
+    max_objects: int = 16
+    phase_space: str = "detector"
+
+    def __post_init__(self) -> None:
+        if int(self.max_objects) < 1:
+            raise ValueError(f"max_objects must be >= 1, got {self.max_objects}")
+        if self.phase_space not in PHASE_SPACES:
+            raise ValueError(
+                f"unknown phase_space {self.phase_space!r}; choose one of {sorted(PHASE_SPACES)}"
+            )
+
+    # -- sizes -----------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(K, H) = (1 + max_objects, 9)``."""
+        return 1 + int(self.max_objects), _H
+
+    @property
+    def fixed_multiplicity(self) -> bool:
+        return False
+
+    @property
+    def n_types(self) -> int:
+        """Number of object types, 4 (:data:`OBJECT_TYPES`)."""
+        return len(OBJECT_TYPES)
+
+    @property
+    def n_continuous(self) -> int:
+        """Continuous object features, 5."""
+        return N_CONTINUOUS
+
+    @property
+    def n_event_features(self) -> int:
+        """Event-slot features, 7."""
+        return N_EVENT_FEATURES
+
+    @property
+    def cuts(self) -> SelectionCuts:
+        """Object cuts of this level's phase space."""
+        return PHASE_SPACES[self.phase_space]
+
+    def options(self) -> dict[str, Any]:
+        return {"max_objects": int(self.max_objects), "phase_space": self.phase_space}
+
+    # -- building targets ------------------------------------------------------------
+    def build(self, events: Any, *, on_invalid: str = "raise") -> TargetTensors:
+        """``values (B, K, 9)`` float32 and ``mask (B, K)`` of ``B`` events (physical units).
+
+        Events without a semi-leptonic (e/μ) chain have no true neutrino: a
+        :class:`~hepvld.io.TruthError` (``on_invalid="raise"``) or a NaN event slot
+        (``"nan"``).
+        """
+        from hepvld.features.detector import pad
+        from hepvld.physics.partons import _report, decay_chain
+
+        if on_invalid not in ("raise", "nan"):
+            raise ValueError(f"on_invalid={on_invalid!r}; choose 'raise' or 'nan'")
+        B = len(events)
+        if B == 0:
+            return self.empty()
+        _report(decay_chain(events), on_invalid)
+        K, n = self.shape[0], int(self.max_objects)
+        obj = truth_objects(events, self.cuts)
+        counts = np.asarray(ak.to_numpy(ak.num(obj, axis=1)), np.int64)
+        over = counts > n
+        if over.any():
+            log.warning(
+                "%d of %d events have more than %d particle-level objects; kept the leading %d "
+                "in pT (%d objects dropped in total, at most %d in one event; raise max_objects "
+                "to keep them)",
+                int(over.sum()),
+                B,
+                n,
+                n,
+                int((counts - n)[over].sum()),
+                int(counts.max() - n),
+            )
+        kin = {k: pad(obj[k], n, dtype=np.float64) for k in ("pt", "eta", "phi", "mass")}
+        types = pad(obj["type"], n, fill=-1, dtype=np.int64)
+        real = np.arange(n)[None, :] < counts[:, None]
+        pt, eta, phi, m = kin["pt"], kin["eta"], kin["phi"], np.maximum(kin["mass"], 0.0)
+        px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+        e = np.sqrt(px**2 + py**2 + pz**2 + m**2)
+        values = np.zeros((B, K, _H), np.float64)
+        values[:, 1:, :N_CONTINUOUS] = np.stack([px, py, pz, np.log1p(e), np.log1p(m)], axis=-1)
+        values[:, 1:, TYPE_COLUMNS] = types[..., None] == np.arange(len(OBJECT_TYPES))
+        ev = event_truth(events)
+        values[:, EVENT_SLOT, :N_EVENT_FEATURES] = np.column_stack(
+            [ev["met"], np.sin(ev["met_phi"]), np.cos(ev["met_phi"]), ev["nu"]]
+        )
+        mask = np.concatenate([np.ones((B, 1), bool), real], axis=1)
+        values[~mask] = 0.0
+        return TargetTensors(values.astype(np.float32), mask)
+
+    def truth_selection(self, events: Any) -> TruthSelection:
+        """The detector level's event cuts applied at particle level (always with the
+        detector phase space's object cuts, whatever ``phase_space``)."""
+        return truth_selection(events, cuts=PAPER_CUTS)
+
+    def train_on(self, pass_detector: np.ndarray, pass_truth: np.ndarray) -> np.ndarray:
+        """``(B,)`` bool: the events a model of this level trains on — detector-selected,
+        and (``phase_space="detector"``) inside the particle-level phase space too."""
+        keep = np.asarray(pass_detector, bool)
+        if self.phase_space == "detector":
+            keep = keep & np.asarray(pass_truth, bool)
+        return keep
+
+    def empty(self) -> TargetTensors:
+        return TargetTensors(
+            np.zeros((0, *self.shape), np.float32), np.zeros((0, self.shape[0]), bool)
+        )
+
+    def preprocessing(self, state: Mapping[str, Any] | None = None) -> ParticlePreprocessing:
+        return ParticlePreprocessing(self.shape[0], state)
+
+    # -- records ---------------------------------------------------------------------
+    def to_records(self, values: np.ndarray, mask: np.ndarray) -> ak.Array:
+        """Physical ``values (B, S, K, 9)``, ``mask (B, S, K)`` -> per event S draws
+        (:func:`hepvld.targets.particle_output.to_records`)."""
+        return _output().to_records(self, values, mask)
+
+    def output_branches(self, records: ak.Array) -> dict[str, ak.Array]:
+        """``Draw_<name>`` branches (:func:`hepvld.targets.particle_output.output_branches`)."""
+        return _output().output_branches(self, records)
+
+    def feature_table(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Evaluation features (:func:`hepvld.targets.particle_output.feature_table`)."""
+        return _output().feature_table(self, values, mask)
+
+    def detector_records(self, events: Any) -> ak.Array:
+        """Detector-level analogue of the records of ``B`` (selected) events.
+
+        Returns
+        -------
+        ak.Array
+            Length ``B``, fields ``objects``: ``(B, var)`` ``Momentum4D`` (``px, py, pz,
+            E`` float64) with ``type`` (int8 index into :data:`OBJECT_TYPES`; b-tagged jets
+            are ``bjet``), the selected jets and lepton(s) in decreasing pT; ``event``:
+            ``met``, ``met_phi`` (float64) and ``nu`` (``Momentum4D``: MET with the
+            neutrino pz from the W-mass constraint,
+            :func:`hepvld.features.particle_pseudotop.neutrino_from_met`).
+        """
+        from hepvld.features.particle_pseudotop import detector_objects, neutrino_from_met
+
+        objects = detector_objects(events)
+        met = np.asarray(ak.to_numpy(events.MET.pt), np.float64)
+        phi = np.asarray(ak.to_numpy(events.MET.phi), np.float64)
+        nu = neutrino_from_met(objects, met, phi)
+        return ak.zip(
+            {
+                "objects": objects,
+                "event": ak.zip({"met": met, "met_phi": phi, "nu": nu}, depth_limit=1),
+            },
+            depth_limit=1,
+        )
+
+    # -- physics ---------------------------------------------------------------------
+    def consistency(self, values: Any, mask: Any, *, scale: float = 1.0) -> Any:
+        """Mass-shell penalty of physical ``values (..., K, 9)`` (torch or numpy), ``(...)``.
+
+        Per real object slot ``|M² − (E² − |p|²)|`` with ``M = exp(log(M+1)) − 1`` and
+        ``E = exp(log(E+1)) − 1`` (log-values clamped at log(13 TeV)); for the event slot
+        the massless neutrino's ``|E_ν² − |p_ν|²|``; summed over slots, in units of
+        ``scale²`` (GeV² for 1). Padded slots are zeroed first, so garbage there changes
+        neither the value nor the gradient;
+        0 for consistent truth up to the float32 rounding of the stored features.
+        """
+        values = _masked(values, mask)
+        x = values / scale
+        if _is_torch(values):
+            le, lm = values[..., 3].clamp(max=LOG_E_MAX), values[..., 4].clamp(max=LOG_E_MAX)
+            e, mm = le.expm1() / scale, lm.expm1() / scale
+        else:
+            e = np.expm1(np.minimum(values[..., 3], LOG_E_MAX)) / scale
+            mm = np.expm1(np.minimum(values[..., 4], LOG_E_MAX)) / scale
+        p2 = x[..., 0] ** 2 + x[..., 1] ** 2 + x[..., 2] ** 2
+        obj = abs(mm**2 - (e**2 - p2))[..., 1:].sum(-1)
+        nu = x[..., EVENT_SLOT, 3:7]
+        return obj + abs(nu[..., 3] ** 2 - (nu[..., 0] ** 2 + nu[..., 1] ** 2 + nu[..., 2] ** 2))
+
+
+@register_level("particle")
+def _particle(**options: Any) -> ParticleLevel:
+    unknown = set(options) - {"max_objects", "phase_space"}
+    if unknown:
+        raise ValueError(
+            f"unknown particle-level options {sorted(unknown)}; known: max_objects, phase_space"
+        )
+    return ParticleLevel(**options)
