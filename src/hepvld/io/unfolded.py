@@ -6,6 +6,12 @@ whose branches ``Draw_<name>`` are the target level's output branches
 (:meth:`hepvld.targets.TargetLevel.output_branches`; parton level:
 ``Draw_<parton>_<pt|eta|phi|mass>`` for ``b_lep`` ... ``ttbar``).
 
+A variable-length level (``particle``) also has ``output_collections``: more NanoAOD-style
+collections per entry, written beside ``Draw``. The particle level writes one, ``Object``
+(counter ``nObject``): every object of every draw of the event, draw by draw, with
+``Draw_nObject`` objects in draw ``s`` (:func:`draw_objects` regroups them into
+``(event, draw, object)`` lists). See ``docs/particle-level.md``.
+
 Files are written under a temporary name and renamed when complete
 (:mod:`hepvld.io.output`); a complete file holds the JSON string ``hepvld_complete`` with
 the event count and the cut-flow of the selection.
@@ -22,7 +28,7 @@ import numpy as np
 
 from hepvld.targets import TargetLevel, get_level
 
-__all__ = ["COMPRESSION", "unfold_files", "unfolded_branches", "write_unfolded"]
+__all__ = ["COMPRESSION", "draw_objects", "unfold_files", "unfolded_branches", "write_unfolded"]
 
 #: Compression codecs :func:`write_unfolded` accepts.
 COMPRESSION: tuple[str, ...] = ("zstd", "lz4", "zlib", "none")
@@ -41,14 +47,50 @@ def unfolded_branches(
     unfolded: ak.Array, event_numbers: np.ndarray, *, level: str | TargetLevel = "parton"
 ) -> dict[str, Any]:
     """Branches of the ``Unfolded`` tree for the non-``None`` entries of ``unfolded``:
-    ``event (B',) uint64`` and the ``Draw`` record of the level's output branches
-    (``(B', S)`` float32 each)."""
+    ``event (B',) uint64``, the ``Draw`` record of the level's output branches
+    (``(B', S)`` each) and, for a level with ``output_collections`` (variable length),
+    those collections (``(B', var)`` each)."""
     present = ~ak.to_numpy(ak.is_none(unfolded, axis=0))
     rows = ak.drop_none(unfolded, axis=0)
-    return {
+    lvl = get_level(level)
+    out: dict[str, Any] = {
         "event": np.asarray(event_numbers, dtype=np.uint64)[present],
-        "Draw": ak.zip(get_level(level).output_branches(rows)),
+        "Draw": ak.zip(lvl.output_branches(rows)),
     }
+    collections = getattr(lvl, "output_collections", None)
+    if collections is not None:
+        for name, fields in collections(rows).items():
+            out[name] = ak.zip(fields)
+    return out
+
+
+def draw_objects(arrays: Any, collection: str = "Object") -> ak.Array:
+    """Regroup a written collection into ``(event, draw, object)`` lists.
+
+    Parameters
+    ----------
+    arrays
+        The ``Unfolded`` tree's arrays as read by uproot (``tree.arrays()``, flat branch
+        names) or coffea (``events.Draw``, ``events.Object`` collections).
+    collection
+        The collection to regroup (``Object`` at particle level).
+
+    Returns
+    -------
+    ak.Array
+        ``(B, S, var)`` records with the collection's fields: ``out[b, s]`` are the objects
+        of draw ``s`` of event ``b`` (``Draw_n<collection>[b, s]`` of them).
+    """
+    if collection in ak.fields(arrays):  # coffea / NanoEvents-style collections
+        objects, counts = arrays[collection], arrays["Draw"][f"n{collection}"]
+    else:
+        prefix = f"{collection}_"
+        names = [f for f in ak.fields(arrays) if f.startswith(prefix)]
+        objects = ak.zip({f[len(prefix) :]: arrays[f] for f in names})
+        counts = arrays[f"Draw_n{collection}"]
+    flat_counts = ak.flatten(counts, axis=1)
+    per_draw = ak.unflatten(ak.flatten(objects, axis=1), flat_counts)
+    return ak.unflatten(per_draw, ak.num(counts, axis=1))
 
 
 def write_unfolded(
