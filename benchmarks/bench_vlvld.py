@@ -1,10 +1,10 @@
 """VL-VLD at particle level: quality on held-out events, multiplicity heads, cost per draw.
 
-Train (at most 20 minutes wall at 1 thread; the command this script runs with ``--train``)::
+Train (at most 15 minutes wall at 1 thread; the command this script runs with ``--train``)::
 
     /work/notes/heavy 1 python -m hepvld.train /work/cache/quality/train.root \\
-        --model c-vl-vld --preset small --run-dir RUN --train.max-steps 1400 \\
-        --train.max-time 1200 --train.batch-size 256 --train.lr 1e-3 \\
+        --model c-vl-vld --preset small --run-dir RUN --train.max-steps 1050 \\
+        --train.max-time 900 --train.batch-size 256 --train.lr 1e-3 \\
         --train.warmup-steps 100 --train.num-threads 1 --train.seed 0
 
 Evaluate (``/work/notes/heavy 1 python benchmarks/bench_vlvld.py --run-dir RUN``) on
@@ -52,9 +52,9 @@ TRAIN_COMMAND = [
     "--preset",
     "small",
     "--train.max-steps",
-    "1400",
+    "1050",
     "--train.max-time",
-    "1200",
+    "900",
     "--train.batch-size",
     "256",
     "--train.lr",
@@ -356,7 +356,7 @@ def _print(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("--train-first", action="store_true", help="train the run first (20 min)")
+    p.add_argument("--train-first", action="store_true", help="train the run first (15 min)")
     p.add_argument("--train", type=Path, default=Path("/work/cache/quality/train.root"))
     p.add_argument("--test", type=Path, default=Path("/work/cache/quality/test.root"))
     p.add_argument("--events", type=int, default=16000)
