@@ -364,3 +364,14 @@ def test_export_refuses_the_variable_length_level_with_a_clear_message() -> None
 
     with pytest.raises(ValueError, match=r"varying multiplicity.*hepvld\.unfold"):
         export_sampler(make_model(), physical=False, max_jets=4)
+
+
+def test_slot_schedule_can_keep_gamma_0_fixed() -> None:
+    torch.manual_seed(0)
+    schedule = SlotSchedule(4, gamma_min=-4.0, gamma_max=5.0, learn_gamma_0=False)
+    with torch.no_grad():
+        schedule.head.weight.normal_(std=1.0)
+        schedule.head.bias.normal_(std=1.0)
+    ends = schedule.gamma(torch.tensor([0.0, 1.0]))
+    torch.testing.assert_close(ends[0], torch.full((4,), -4.0))
+    assert (ends[1] > ends[0]).all() and not torch.allclose(ends[1], ends[1][:1].expand(4))

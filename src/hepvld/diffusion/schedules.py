@@ -268,7 +268,14 @@ class SlotSchedule(NoiseSchedule):
         ``H``; 0: a learned linear schedule per slot.
     embedding_dim
         Size of the slot embedding.
+    learn_gamma_0
+        Learn :math:`\gamma_k(0)` too; False keeps it at ``gamma_min`` (the shape and
+        :math:`\gamma_k(1)` are still learned per slot). Measured on VL-VLD: with it
+        learned, the diffusion loss drove :math:`\gamma_k(0)` from -4 to +7 (a latent that
+        is noise at t = 0) and the reconstruction collapsed (benchmarks/README.md).
     """
+
+    gamma_0: Tensor
 
     def __init__(
         self,
@@ -277,9 +284,12 @@ class SlotSchedule(NoiseSchedule):
         gamma_max: float = 5.0,
         hidden: int = 16,
         embedding_dim: int = 16,
+        learn_gamma_0: bool = True,
     ) -> None:
         super().__init__()
         _check_endpoints(gamma_min, gamma_max)
+        self.learn_gamma_0 = bool(learn_gamma_0)
+        self.register_buffer("gamma_0", torch.tensor(float(gamma_min)))
         self.slots = int(slots)
         self.hidden = int(hidden)
         self.embedding = nn.Parameter(0.1 * torch.randn(self.slots, embedding_dim))
@@ -302,7 +312,7 @@ class SlotSchedule(NoiseSchedule):
     def _slot_parameters(self) -> tuple[Tensor, ...]:
         p = self.head(self.embedding)  # (K, 3 + 3H)
         h = self.hidden
-        g0 = p[:, 0]
+        g0 = p[:, 0] if self.learn_gamma_0 else self.gamma_0.expand(self.slots)
         span = F.softplus(p[:, 1])
         a = F.softplus(p[:, 2]) + 1e-4
         w = F.softplus(p[:, 3 : 3 + h])

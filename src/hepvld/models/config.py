@@ -124,6 +124,14 @@ class ModelConfig(Config):
         default=16,
         metadata={"help": "VL-VLD: width of each slot's monotone noise-schedule network"},
     )
+    vlvld_learn_gamma_0: bool = field(
+        default=False,
+        metadata={
+            "help": "VL-VLD: learn each slot's gamma(0) (else fixed at gamma_min; learned, it "
+            "ran away to pure noise at t = 0 and the reconstruction collapsed, "
+            "benchmarks/README.md)"
+        },
+    )
     flow_blocks: int = field(
         default=12,
         metadata={"help": "CINN: All-In-One blocks (coupling, global affine, permutation)"},

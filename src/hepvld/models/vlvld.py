@@ -154,7 +154,11 @@ class VLVLD(ConditionalGenerator):
         self.denoiser = transformer(c.denoiser_blocks, True)
         self.denoiser_out = nn.Linear(dim, latent)
         self.schedule = SlotSchedule(
-            slots, gamma_min=c.gamma_min, gamma_max=c.gamma_max, hidden=c.vlvld_schedule_hidden
+            slots,
+            gamma_min=c.gamma_min,
+            gamma_max=c.gamma_max,
+            hidden=c.vlvld_schedule_hidden,
+            learn_gamma_0=c.vlvld_learn_gamma_0,
         )
         self.multiplicity = nn.ModuleDict(
             {kind: MultiplicityHead(self.condition_dim, slots - 1, kind) for kind in KINDS}
