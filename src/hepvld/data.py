@@ -263,6 +263,8 @@ def load_tensors(
         its last entry counts events passing both), every event is flagged
         (``pass_detector``, ``pass_truth``) and the fakes / misses are counted by name in
         ``phase_space``.
+        ``.h5`` / ``.hdf5`` paths are read as the VL-VLD R&D dataset
+        (:func:`hepvld.io.iterate_events` -> :func:`hepvld.io.lvd.iterate_lvd`).
     include_misses
         Also keep events that fail the detector selection but pass the truth selection
         (misses, ``pass_detector`` False) for efficiency studies; by default only
@@ -291,16 +293,6 @@ def load_tensors(
     )
     _log_loaded(source, out)
     return out
-
-
-def _is_hdf5(source: Any) -> bool:
-    items = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(items, (list, tuple)) or not items:
-        return False
-    suffixes = {
-        Path(os.fspath(p)).suffix.lower() for p in items if isinstance(p, (str, os.PathLike))
-    }
-    return bool(suffixes) and suffixes <= {".h5", ".hdf5"}
 
 
 def _log_loaded(source: Any, out: EventTensors) -> None:

@@ -7,17 +7,19 @@ arXiv:1610.04191, Sec. 2 and the Rivet analysis ``CMS_2016_I1491950``; the LHC T
 particle-level top definition, https://twiki.cern.ch/twiki/bin/view/LHCPhysics/ParticleLevelTopDefinitions):
 
 * the leptonic W is the leading charged lepton (e/μ) plus the neutrino;
-* the hadronic W is a pair of light (non-b) jets, the tops add one b-jet each;
-* of all assignments of two distinct b-jets (``b_had``, ``b_lep``) and a light-jet pair,
+* the hadronic W is a pair of jets other than the two b-jets of the tops (light jets; in
+  events with more than two b-jets the surplus ones too — hepvld's choice, so that such
+  events keep a pseudo-top), the tops add one b-jet each;
+* of all assignments of two distinct b-jets (``b_had``, ``b_lep``) and such a jet pair,
   the one minimising ``K² = (M_jjb − m_t)² + (M_jj − m_W)² + (M_ℓνb − m_t)²`` with
   ``m_t = 172.5 GeV``, ``m_W = 80.4 GeV`` (:data:`TOP_MASS`, :data:`W_MASS`) is chosen.
 
 Deviations, stated: the neutrino is the one given per event (at particle level the true
 hard-process neutrino of the ``particle`` level's event slot, whereas Rivet sums all
 prompt neutrinos; at detector level MET with the W-mass constraint,
-:func:`neutrino_from_met`); only the :data:`MAX_BJETS` leading b-jets and
-:data:`MAX_LIGHT_JETS` leading light jets enter the combinatorics (bounded cost on
-wild posterior draws). Events without a lepton, two b-jets and two light jets get NaN
+:func:`neutrino_from_met`); only the :data:`MAX_JETS` leading jets, of them at most
+:data:`MAX_BJETS` b-jets as top b's, enter the combinatorics (bounded cost on wild
+posterior draws). Events without a lepton, two b-jets and two further jets get NaN
 momenta and ``valid = False``. Vectorised with awkward (no loop over events).
 """
 
@@ -33,7 +35,7 @@ from hepvld.features.particle_level import OBJECT_TYPES
 
 __all__ = [
     "MAX_BJETS",
-    "MAX_LIGHT_JETS",
+    "MAX_JETS",
     "PSEUDO_TOP_FIELDS",
     "TOP_MASS",
     "W_MASS",
@@ -47,9 +49,9 @@ vector.register_awkward()
 #: Reference masses of the K² [GeV].
 TOP_MASS: float = 172.5
 W_MASS: float = 80.4
-#: Leading b-jets / light jets considered in the assignment.
+#: Leading jets (any flavour) and, among them, leading b-jets considered in the assignment.
+MAX_JETS: int = 8
 MAX_BJETS: int = 4
-MAX_LIGHT_JETS: int = 6
 #: Momentum4D fields of :func:`pseudo_top`'s records.
 PSEUDO_TOP_FIELDS: tuple[str, ...] = ("t_had", "t_lep", "W_had", "W_lep", "ttbar")
 
@@ -86,18 +88,23 @@ def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
     t = _type_index(objects["type"])
     order = ak.argsort(objects.pt, axis=1, ascending=False, stable=True)
     objects, t = objects[order], t[order]
-    b = objects[t == 0][:, :MAX_BJETS]
-    q = objects[t == 1][:, :MAX_LIGHT_JETS]
+    is_jet = t <= 1
+    jets = objects[is_jet][:, :MAX_JETS]
+    jet_is_b = (t[is_jet] == 0)[:, :MAX_JETS]
     lep = ak.firsts(objects[t >= 2], axis=1)
     nu = event.nu
-    bb = ak.argcartesian([b, b], axis=1)
+    b_index = ak.local_index(jets, axis=1)[jet_is_b][:, :MAX_BJETS]
+    bb = ak.cartesian([b_index, b_index], axis=1)
     bb = bb[bb["0"] != bb["1"]]
-    qq = ak.argcombinations(q, 2, axis=1)
+    qq = ak.argcombinations(jets, 2, axis=1)
     combo = ak.cartesian({"b": bb, "q": qq}, axis=1)
-    bh = _four(b[combo.b["0"]])
-    bl = _four(b[combo.b["1"]])
-    q1 = _four(q[combo.q["0"]])
-    q2 = _four(q[combo.q["1"]])
+    used = (combo.q["0"] == combo.b["0"]) | (combo.q["0"] == combo.b["1"])
+    used = used | (combo.q["1"] == combo.b["0"]) | (combo.q["1"] == combo.b["1"])
+    combo = combo[~used]
+    bh = _four(jets[combo.b["0"]])
+    bl = _four(jets[combo.b["1"]])
+    q1 = _four(jets[combo.q["0"]])
+    q2 = _four(jets[combo.q["1"]])
     wl = _add(_four(lep), _four(nu))
     wh = _add(q1, q2)
     th = _add(wh, bh)

@@ -528,6 +528,8 @@ def open_events(
     source
         A path, glob pattern, sequence of paths (concatenated in order), an ``ak.Array`` or
         a coffea ``NanoEventsArray`` (anything with collection fields such as ``.Jet``).
+        ``.h5`` / ``.hdf5`` paths are read as the VL-VLD R&D dataset
+        (:func:`hepvld.io.lvd.open_lvd`).
     tree
         Tree name; a file without ``Events`` but with a ``Delphes`` tree is read as Delphes.
     schema
@@ -574,6 +576,17 @@ def open_events(
         )
         unique.add(events, f"awkward input ({type(source).__name__})")
         return events
+    from hepvld.io.lvd import is_lvd_path, open_lvd
+
+    if is_lvd_path(source):  # the VL-VLD R&D dataset (HDF5)
+        return open_lvd(
+            source,
+            entry_start=entry_start,
+            entry_stop=entry_stop,
+            on_nonfinite=on_nonfinite,
+            on_duplicate=on_duplicate,
+            btag_wp=btag_wp,
+        )
     paths = resolve_paths(source)
     trees = [_open_tree(p, tree, schema, branches) for p in paths]
     parts: list[ak.Array] = []
@@ -630,6 +643,19 @@ def iterate_events(
             unique.add(chunk, f"awkward input ({type(source).__name__})")
             yield chunk
         return
+    from hepvld.io.lvd import is_lvd_path, iterate_lvd
+
+    if is_lvd_path(source):  # the VL-VLD R&D dataset (HDF5)
+        yield from iterate_lvd(
+            source,
+            step_size=step_size,
+            entry_start=entry_start,
+            entry_stop=entry_stop,
+            on_nonfinite=on_nonfinite,
+            on_duplicate=on_duplicate,
+            btag_wp=btag_wp,
+        )
+        return
     trees = [_open_tree(p, tree, schema, branches) for p in resolve_paths(source)]
     try:
         ranges = _ranges([t.tree.num_entries for t in trees], entry_start, entry_stop)
@@ -654,7 +680,8 @@ def inspect_files(
 ) -> list[dict[str, Any]]:
     """Open every input file and validate it without reading it all (``train --dry-run``).
 
-    Each file is opened, its tree and schema resolved, the required branches checked and
+    Each file is opened (``.h5`` / ``.hdf5``: the VL-VLD dataset layout,
+    :func:`hepvld.io.lvd.inspect_lvd`), its tree and schema resolved, the required branches checked and
     its first ``check_entries`` entries read and validated like :func:`open_events` does
     (types, jagged counts, finite and physical values, unique event numbers).
 
@@ -668,8 +695,13 @@ def inspect_files(
     HepvldIOError
         As :func:`open_events`, naming the file.
     """
+    from hepvld.io.lvd import inspect_lvd, is_lvd_path
+
     out = []
     for path in resolve_paths(source):
+        if is_lvd_path(path):
+            out.append(inspect_lvd(path, check_entries=check_entries))
+            continue
         t = _open_tree(path, tree, schema, None)
         try:
             n = int(t.tree.num_entries)

@@ -337,6 +337,57 @@ class ParticleLevel:
             keep = keep & np.asarray(pass_truth, bool)
         return keep
 
+    def fiducial(
+        self, values: np.ndarray, mask: np.ndarray, cuts: SelectionCuts = PAPER_CUTS
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The detector-level phase space applied to physical targets or draws (numpy).
+
+        For a model trained with ``phase_space="wide"``: objects outside the object cuts
+        (jets pT > 25 GeV, |η| < 2.5; leptons the same) are removed and the remaining
+        ones packed to the front (their order kept), and each event / draw is flagged
+        when it passes the event cuts (exactly one lepton, ≥ 4 jets, ≥ 2 b-jets).
+
+        Parameters
+        ----------
+        values
+            ``(..., K, 9)`` physical values (e.g. ``(B, S, K, 9)`` draws).
+        mask
+            ``(..., K)`` bool.
+        cuts
+            Thresholds (default: the detector selection's).
+
+        Returns
+        -------
+        values, mask, passed
+            ``(..., K, 9)``, ``(..., K)`` (event slot kept) and ``(...)`` bool.
+        """
+        values = np.asarray(values)
+        mask = np.asarray(mask, bool)
+        obj = values[..., 1:, :]
+        pt = np.hypot(obj[..., 0], obj[..., 1])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            eta = np.arcsinh(np.where(pt > 0, obj[..., 2] / pt, 0.0))
+        kind = np.argmax(obj[..., TYPE_COLUMNS], axis=-1)
+        is_jet = kind <= 1
+        keep = mask[..., 1:] & np.where(
+            is_jet,
+            (pt > cuts.jet_pt_min) & (np.abs(eta) < cuts.jet_eta_max),
+            (pt > cuts.lepton_pt_min) & (np.abs(eta) < cuts.lepton_eta_max),
+        )
+        order = np.argsort(~keep, axis=-1, kind="stable")
+        packed = np.take_along_axis(obj, order[..., None], axis=-2)
+        kept = np.take_along_axis(keep, order, axis=-1)
+        packed = np.where(kept[..., None], packed, 0).astype(values.dtype, copy=False)
+        out = np.concatenate([values[..., :1, :], packed], axis=-2)
+        out_mask = np.concatenate([mask[..., :1], kept], axis=-1)
+        n_lep = (keep & ~is_jet).sum(-1)
+        passed = (
+            (n_lep == 1)
+            & ((keep & is_jet).sum(-1) >= cuts.min_jets)
+            & ((keep & (kind == 0)).sum(-1) >= cuts.min_btags)
+        )
+        return out, out_mask, passed
+
     def empty(self) -> TargetTensors:
         return TargetTensors(
             np.zeros((0, *self.shape), np.float32), np.zeros((0, self.shape[0]), bool)
