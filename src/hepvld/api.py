@@ -189,7 +189,8 @@ def unfold(
     on_nonfinite: str = "raise",
     on_duplicate: str = "raise",
 ) -> ak.Array:
-    """Posterior samples of the model's target level (the 11 partons) for every event.
+    """Posterior samples of the model's target level for every event (the 11 partons, or
+    the variable-length particle-level objects and event vector).
 
     Parameters
     ----------
@@ -215,7 +216,8 @@ def unfold(
         ``cpu``/``cuda``; default: where the model is.
     raw
         Also return the physical target values of each draw, flattened, as field ``raw``
-        with shape ``(B, S, K * H)`` (the 55-vectors at parton level).
+        with shape ``(B, S, K * H)`` (the 55-vectors at parton level); for a
+        variable-length level also the slots' mask as field ``raw_mask`` ``(B, S, K)``.
     progress
         Show a progress bar (default: when there is more than one batch).
     entry_start, entry_stop
@@ -236,8 +238,10 @@ def unfold(
     ak.Array
         Length ``B`` (one entry per input event). Events that pass the hepvld selection
         hold the level's record (parton level: one field per parton, ``b_lep`` ...
-        ``ttbar``, each an ``(S,)`` list of ``Momentum4D`` vectors; and ``raw`` on
-        request); events that fail it are ``None`` (their number and the reasons are
+        ``ttbar``, each an ``(S,)`` list of ``Momentum4D`` vectors; particle level: an
+        ``(S,)`` list of draws, each ``{"objects": var * Momentum4D with an int8 type,
+        "event": {met, met_phi, nu}}``, :func:`hepvld.targets.particle_output.to_records`;
+        and ``raw`` on request); events that fail it are ``None`` (their number and the reasons are
         logged and kept in ``result.attrs["cutflow"]``).
     """
     import torch
@@ -324,6 +328,8 @@ def unfold(
     if raw:
         flat = x.reshape(*x.shape[:2], int(np.prod(x.shape[2:]))).astype(np.float32)
         records = ak.with_field(records, ak.from_numpy(flat), "raw")
+        if not level.fixed_multiplicity:  # the slots' mask, to rebuild (B, S, K, H)
+            records = ak.with_field(records, ak.from_numpy(m), "raw_mask")
     out = _expand_to_events(records, mask)
     out.attrs["cutflow"] = cutflow
     return out

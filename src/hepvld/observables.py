@@ -165,7 +165,12 @@ class Observable:
 
 
 def builtin(name: str) -> Observable:
-    """The built-in observable ``{parton}_{quantity}`` (e.g. ``t_had_pt``, ``nu_eta``)."""
+    """The built-in observable ``{parton}_{quantity}`` (e.g. ``t_had_pt``, ``nu_eta``), or
+    a particle-level one (``n_jets``, ``jet1_pt``, ``met``, ...: :mod:`hepvld.particle_observables`)."""
+    from hepvld.particle_observables import PARTICLE_BUILTINS
+
+    if name in PARTICLE_BUILTINS:
+        return PARTICLE_BUILTINS[name]
     parton, _, quantity = name.rpartition("_")
     if parton not in PARTON.names or quantity not in QUANTITIES:
         raise ValueError(

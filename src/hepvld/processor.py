@@ -15,6 +15,16 @@ Output of ``process`` (one chunk), merged by coffea with ``+`` over chunks and f
         "truth_cutflow": Cutflow,               # selected events with a valid truth chain
     }}
 
+With a variable-length (``particle``) model the records are the particle-level objects and
+event vector with the particle-level pseudo-top added
+(:func:`hepvld.targets.particle_output.with_pseudo_top`), the default observables are
+:data:`hepvld.particle_observables.PARTICLE_OBSERVABLES` (multiplicities, leading objects,
+MET, pseudo-top), truth is the level's own truth (``GenJet``, ``GenDressedLepton``, ...)
+and one more key counts the entries an observable does not exist in (a second b-jet in a
+draw with one, a pseudo-top in a draw without enough objects), which are not filled::
+
+        "absent": {name: {"unfolded": n, "detector": n, "truth": n}},
+
 All three levels are filled for the *same* selected events with the same weight
 (``genWeight``), so that ``unfolded[draw=i]``, ``detector`` and ``truth`` compare directly.
 """
@@ -101,6 +111,25 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def _default_observables(checkpoint: str) -> Sequence[str]:
+    """The default observables of the level ``checkpoint`` records (its ``meta.json``)."""
+    import json
+
+    try:
+        from hepvld.training.checkpoint import find_checkpoint
+
+        with open(find_checkpoint(checkpoint) / "meta.json") as f:
+            level = str(json.load(f).get("extra", {}).get("target_level", "parton"))
+    except Exception as err:  # unreadable here (a worker-only path): the parton defaults
+        log.debug("default observables: cannot read the level of %s (%s)", checkpoint, err)
+        return DEFAULT_OBSERVABLES
+    if level == "parton":
+        return DEFAULT_OBSERVABLES
+    from hepvld.particle_observables import PARTICLE_OBSERVABLES
+
+    return PARTICLE_OBSERVABLES
+
+
 def _dataset(events: Any) -> str:
     try:
         metadata = events.metadata
@@ -118,8 +147,12 @@ class UnfoldingProcessor(processor.ProcessorABC):
         Run directory or checkpoint directory of ``python -m hepvld.train``; it must be
         readable at this path on every worker (made absolute when it exists here).
     observables
-        Built-in names (``t_had_pt``, see :mod:`hepvld.observables`) and/or
-        :class:`~hepvld.observables.Observable` objects with user callables.
+        Built-in names (``t_had_pt``, see :mod:`hepvld.observables`; ``n_jets``, ... see
+        :mod:`hepvld.particle_observables`) and/or
+        :class:`~hepvld.observables.Observable` objects with user callables. Default: the
+        level's defaults (:data:`~hepvld.observables.DEFAULT_OBSERVABLES` at parton level,
+        :data:`~hepvld.particle_observables.PARTICLE_OBSERVABLES` at particle level, read
+        from the checkpoint's metadata; parton's when it cannot be read here).
     binning
         Per-observable binning overrides, ``{name: (n, low, high) or edges}``.
     n_samples
@@ -145,7 +178,7 @@ class UnfoldingProcessor(processor.ProcessorABC):
     def __init__(
         self,
         checkpoint: str | os.PathLike[str],
-        observables: Sequence[str | Observable] = DEFAULT_OBSERVABLES,
+        observables: Sequence[str | Observable] | None = None,
         *,
         binning: Mapping[str, Binning] | None = None,
         n_samples: int = 10,
@@ -167,6 +200,8 @@ class UnfoldingProcessor(processor.ProcessorABC):
             raise ValueError(f"torch_threads must be >= 1 or None, got {torch_threads}")
         path = os.fspath(checkpoint)
         self.checkpoint = os.path.abspath(path) if os.path.exists(path) else path
+        if observables is None:
+            observables = _default_observables(self.checkpoint)
         self.observables = resolve_observables(observables, binning)
         self.n_samples = int(n_samples)
         self.sampler = self.sampler_spec.name
@@ -252,6 +287,9 @@ class UnfoldingProcessor(processor.ProcessorABC):
         draw = np.broadcast_to(np.arange(s), (n, s)).ravel()
         draw_weights = np.repeat(weights, s)
         detector = model.level.detector_records(events)
+        if not model.level.fixed_multiplicity:
+            self._fill_variable_length(out, model.level, events, unfolded, detector, weights)
+            return out
         for o in self.observables:
             out["unfolded"][o.name].fill(
                 draw, evaluate(o, unfolded).reshape(n * s), weight=draw_weights
@@ -272,3 +310,52 @@ class UnfoldingProcessor(processor.ProcessorABC):
         truth = level.to_records(good.values, good.mask)
         for o in self.observables:
             out["truth"][o.name].fill(evaluate(o, truth), weight=weights[valid])
+
+    # ------------------------------------------------------------------ variable length
+    def _fill_variable_length(
+        self,
+        out: dict[str, Any],
+        level: TargetLevel,
+        events: Any,
+        unfolded: ak.Array,
+        detector: ak.Array,
+        weights: np.ndarray,
+    ) -> None:
+        """Fill a variable-length (particle) level: records with the pseudo-top added,
+        absent values (NaN / None) counted in ``out["absent"]`` instead of filled."""
+        from hepvld.io.errors import MissingBranchError
+        from hepvld.targets.particle_output import with_pseudo_top
+
+        n, s = len(weights), self.n_samples
+        draw = np.broadcast_to(np.arange(s), (n, s)).ravel()
+        samples = {
+            "unfolded": (with_pseudo_top(unfolded), np.repeat(weights, s), draw),
+            "detector": (with_pseudo_top(detector), weights, None),
+        }
+        if self.truth:
+            try:
+                targets = level.build(events, on_invalid="nan")
+            except MissingBranchError as err:
+                log.info("no particle-level truth histograms: %s", err)
+            else:
+                valid = np.isfinite(targets.values).all(axis=(1, 2))
+                out["truth_cutflow"].add("selected", len(events), float(weights.sum()))
+                out["truth_cutflow"].add(
+                    "valid truth", int(valid.sum()), float(weights[valid].sum())
+                )
+                good = targets.subset(valid)
+                truth = with_pseudo_top(level.to_records(good.values, good.mask))
+                samples["truth"] = (truth, weights[valid], None)
+        out["absent"] = {o.name: dict.fromkeys(samples, 0) for o in self.observables}
+        for key, (records, w, draws) in samples.items():
+            for o in self.observables:
+                values = o(records)
+                if isinstance(values, ak.Array):
+                    values = ak.to_numpy(ak.fill_none(values, np.nan), allow_missing=False)
+                x = np.asarray(values, dtype=np.float64).reshape(-1)
+                ok = np.isfinite(x)
+                out["absent"][o.name][key] = int((~ok).sum())
+                if draws is None:
+                    out[key][o.name].fill(x[ok], weight=w[ok])
+                else:
+                    out[key][o.name].fill(draws[ok], x[ok], weight=w[ok])

@@ -63,6 +63,21 @@ def build_parser(prog: str = "hepvld-demo") -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
     p.add_argument("--seed", type=int, default=1, help="seed of generation, training and sampling")
     p.add_argument("--fresh", action="store_true", help="delete --output first")
+    p.add_argument(
+        "--level",
+        choices=("parton", "particle"),
+        default="parton",
+        help="what is unfolded: the 11 partons with VLD, or the variable-length particle "
+        "level with VL-VLD (--model)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model family (default: vld at parton level, vl-vld at particle level)",
+    )
+    p.add_argument(
+        "--preset", default="small", help="model size preset of hepvld train (default small)"
+    )
     add_debug_arguments(p)
     return p
 
@@ -90,6 +105,38 @@ def _training_line(step: int, budget: int, time_cap: float | None, reused: bool)
     return f"{step} of {budget} optimiser steps: {why}{where}; NOT the README's result"
 
 
+def _train_argv(args: argparse.Namespace, sample: Path, run_dir: Path) -> list[str]:
+    """Arguments of ``hepvld train`` for the demo's step budget."""
+    return [
+        str(sample),
+        "--run-dir",
+        str(run_dir),
+        "--preset",
+        args.preset,
+        "--train.max-steps",
+        str(args.train_steps),
+        "--train.max-time",
+        "none" if args.train_time is None else str(args.train_time),
+        "--train.batch-size",
+        "256",
+        "--train.warmup-steps",
+        "100",
+        "--train.val-every",
+        "200",
+        "--train.checkpoint-every",
+        "200",
+        "--train.lr",
+        "1e-3",
+        "--train.seed",
+        str(args.seed),
+        "--train.device",
+        "cpu",
+        "--train.num-threads",
+        str(args.threads),
+        *(["--model", args.model] if args.model else []),
+    ]
+
+
 def _band(x: np.ndarray) -> str:
     lo, med, hi = np.nanpercentile(x, [16, 50, 84])
     return f"{med:7.1f} [{lo:6.1f}, {hi:6.1f}]"
@@ -97,6 +144,10 @@ def _band(x: np.ndarray) -> str:
 
 def _run(args: argparse.Namespace) -> int:
     configure_logging(args)
+    if args.level == "particle":
+        from hepvld.cli.demo_particle import run_particle_demo
+
+        return run_particle_demo(args)
     import awkward as ak
 
     import hepvld
@@ -135,33 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     done = _trained_steps(run_dir)
     reused = done is not None and done >= args.train_steps
     if not reused:
-        argv = [
-            str(sample),
-            "--run-dir",
-            str(run_dir),
-            "--preset",
-            "small",
-            "--train.max-steps",
-            str(args.train_steps),
-            "--train.max-time",
-            "none" if args.train_time is None else str(args.train_time),
-            "--train.batch-size",
-            "256",
-            "--train.warmup-steps",
-            "100",
-            "--train.val-every",
-            "200",
-            "--train.checkpoint-every",
-            "200",
-            "--train.lr",
-            "1e-3",
-            "--train.seed",
-            str(args.seed),
-            "--train.device",
-            "cpu",
-            "--train.num-threads",
-            str(args.threads),
-        ]
+        argv = _train_argv(args, sample, run_dir)
         if done is not None:  # an earlier run stopped before the budget: continue it
             log.info("continuing the training in %s from step %d", run_dir, done)
             argv.append("--resume")

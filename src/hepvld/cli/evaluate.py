@@ -204,6 +204,8 @@ def _run(args: argparse.Namespace) -> int:
                     name,
                 )
 
+    if not first.level.fixed_multiplicity:
+        return _run_particle(args, models, fractions, t_start)
     data = load_evaluation_data(
         args.data,
         split=args.split,
@@ -291,6 +293,107 @@ def _run(args: argparse.Namespace) -> int:
     print(f"summary: {report.html}")
     if not all(math.isfinite(v) for v in _table1_values(report)):
         log.warning("Table 1 holds non-finite values (a diverged model?)")
+    return 0
+
+
+def _run_particle(
+    args: argparse.Namespace,
+    models: dict[str, Any],
+    fractions: tuple[float, ...],
+    t_start: float,
+) -> int:
+    """``hepvld evaluate`` of variable-length (particle-level) models
+    (:mod:`hepvld.evaluation.particle_report`)."""
+    from hepvld.evaluation.particle_data import load_particle_events, unfold_particle_draws
+    from hepvld.evaluation.particle_report import write_particle_report
+
+    first = next(iter(models.values()))
+    level = first.level
+    for name, um in models.items():
+        if um.level != level:
+            raise CLIError(
+                f"{name} unfolds to {um.level.name} {um.level.options()}, the first model to "
+                f"{level.name} {level.options()}: evaluate models of one level together"
+            )
+    data = load_particle_events(
+        args.data,
+        level,
+        split=args.split,
+        fractions=fractions,
+        tree=args.tree,
+        max_events=args.max_events,
+    )
+    if len(data) == 0:
+        raise CLIError(f"no evaluation events: {data.description}")
+    log.info("evaluating on %s", data.description)
+    draws: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    keep = np.ones(len(data), dtype=bool)
+    for name, um in models.items():
+        t0 = time.perf_counter()
+        values, mask, ok = unfold_particle_draws(
+            data,
+            um,
+            n_samples=args.n_samples,
+            sampler=args.sampler,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+        )
+        log.info(
+            "%s: %d events x %d draws in %.1f s",
+            name,
+            int(ok.sum()),
+            args.n_samples,
+            time.perf_counter() - t0,
+        )
+        draws[name] = (values, mask)
+        keep &= ok
+    if not keep.all():
+        log.warning("%d events rejected by a model's selection are left out", int((~keep).sum()))
+        data = data.subset(keep)
+        draws = {k: (v[keep], m[keep]) for k, (v, m) in draws.items()}
+    train = None
+    files = [str(f) for f in first.meta.get("files", [])]
+    if args.no_train_truth:
+        log.info("--no-train-truth: floor from test-truth halves, reference from the test truth")
+    elif files and all(Path(f).is_file() for f in files):
+        part = load_particle_events(
+            files,
+            level,
+            split="train",
+            fractions=fractions,
+            tree=args.tree,
+            max_events=args.max_train_events,
+        )
+        train = (part.values, part.mask)
+        log.info("training truth: %s", part.description)
+    else:
+        log.warning("training files of the checkpoint not found (%s): no training truth", files)
+    title = (
+        args.title or f"hepvld particle-level evaluation: {', '.join(models)} on {len(data)} events"
+    )
+    report = write_particle_report(
+        args.output,
+        level,
+        (data.values, data.mask),
+        draws,
+        weights=data.weights,
+        train_truth=train,
+        n_boot=args.n_boot,
+        plots=not args.no_plots,
+        plot_formats=tuple(args.plot_formats),
+        seed=args.seed,
+        title=title,
+    )
+    print(
+        f"evaluated {', '.join(models)} ({level.name} level) on {data.description} "
+        f"({args.n_samples} draws, {args.sampler} {args.steps} steps) in "
+        f"{time.perf_counter() - t_start:.0f} s"
+    )
+    for line in report.summary:
+        print(f"  {line}")
+    print(f"summary: {report.html}")
     return 0
 
 

@@ -3,8 +3,10 @@
 The output is a TTree ``Unfolded`` with one entry per *selected* input event: ``event``
 (the input event number) and a NanoAOD-style collection ``Draw`` (counter ``nDraw`` = S)
 whose branches ``Draw_<parton>_<pt|eta|phi|mass>`` hold the S posterior draws of each
-parton (``b_lep`` ... ``ttbar``); see :func:`hepvld.io.unfolded.write_unfolded`. Events
-failing the selection are counted in the log.
+parton (``b_lep`` ... ``ttbar``); see :func:`hepvld.io.unfolded.write_unfolded`. A
+particle-level model (VL-VLD) writes per draw ``Draw_met``, ``Draw_nu_*``,
+``Draw_nObject`` and every object of every draw in the collection ``Object_*``
+(docs/particle-usage.md). Events failing the selection are counted in the log.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
     p = Parser(
         prog=prog,
         description="Unfold detector-level events with a trained hepvld model and write "
-        "posterior draws of the 11 partons to a ROOT file.",
+        "posterior draws of the model's target level (the 11 partons, or the particle-level "
+        "objects) to a ROOT file.",
     )
     p.add_argument("files", nargs="+", type=Path, help="input ROOT files (NanoAOD-like)")
     p.add_argument(

@@ -406,6 +406,11 @@ class ParticleLevel:
         """``Draw_<name>`` branches (:func:`hepvld.targets.particle_output.output_branches`)."""
         return _output().output_branches(self, records)
 
+    def output_collections(self, records: ak.Array) -> dict[str, dict[str, ak.Array]]:
+        """Jagged ``Object`` collection of the output file
+        (:func:`hepvld.targets.particle_output.output_collections`)."""
+        return _output().output_collections(self, records)
+
     def feature_table(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Evaluation features (:func:`hepvld.targets.particle_output.feature_table`)."""
         return _output().feature_table(self, values, mask)

@@ -53,6 +53,7 @@ __all__ = [
     "feature_groups",
     "feature_labels",
     "feature_table",
+    "object_values",
     "output_branches",
     "output_collections",
     "to_records",
@@ -299,6 +300,27 @@ def _object_columns(o: dict[str, np.ndarray], sel: np.ndarray, rank: int) -> lis
     with np.errstate(invalid="ignore", divide="ignore"):
         eta = np.arcsinh(pz / pt)
     return [pt, eta, np.arctan2(py, px), pick(o["mass"]), px, py, pz, pick(o["logE"])]
+
+
+def object_values(
+    level: Any, values: np.ndarray, mask: np.ndarray, quantity: str, types: tuple[int, ...]
+) -> np.ndarray:
+    """``quantity`` (``pt, eta, phi, mass``) of every object whose type index is in
+    ``types``, ``(..., K-1)`` in decreasing pT, NaN elsewhere: the entries of inclusive
+    per-type distributions."""
+    values, mask = _check(level, values, mask)
+    lead = values.shape[:-2]
+    n = int(np.prod(lead))
+    o = _sorted_objects(values.reshape(n, *values.shape[-2:]), mask.reshape(n, mask.shape[-1]))
+    sel = o["mask"] & np.isin(o["type"], types)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = {
+            "pt": o["pt"],
+            "eta": np.arcsinh(o["pz"] / o["pt"]),
+            "phi": np.arctan2(o["py"], o["px"]),
+            "mass": o["mass"],
+        }[quantity]
+    return np.where(sel, q, np.nan).reshape(*lead, -1)
 
 
 def _pseudo_top_columns(values: np.ndarray, mask: np.ndarray, level: Any) -> list[np.ndarray]:

@@ -3,15 +3,24 @@
 :func:`fake_particle_values` draws physical values ``(B, [S,] K, H)`` with a mask: an event
 slot (MET, sin/cos φ, a massless neutrino), then ``n`` objects per row (at least 2 b-jets,
 2 light jets and one lepton when ``min_objects >= 5``), features ``(px, py, pz, log(E+1),
-log(M+1), one-hot type)``, ordered by decreasing pT, padded slots 0. Nothing in the
-library uses it.
+log(M+1), one-hot type)``, ordered by decreasing pT, padded slots 0.
+:class:`FakeParticleNet` is a stand-in network following the model contract that returns
+such values (deterministic per event), so the usage side (``hepvld.unfold``, writers,
+processor, evaluation) can be tested without training. Nothing in the library uses them.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-__all__ = ["fake_particle_values"]
+import numpy as np
+import torch
+from torch import nn
+
+from hepvld.models.base import Draws
+from hepvld.targets import get_level
+
+__all__ = ["FakeParticleNet", "fake_particle_values"]
 
 
 def fake_particle_values(
@@ -54,3 +63,35 @@ def fake_particle_values(
         nu = np.array([met * np.cos(met_phi), met * np.sin(met_phi), rng.normal(0, 80.0)])
         v[i, 0, :7] = [met, np.sin(met_phi), np.cos(met_phi), *nu, np.linalg.norm(nu)]
     return values, mask
+
+
+class FakeParticleNet(nn.Module):
+    """Stand-in particle-level network: ``unfold(...)`` returns
+    :func:`fake_particle_values` seeded by each event's noise (so draws depend only on
+    ``(seed, event number)``, like a real model's), ``3..6`` minimum objects per event.
+    """
+
+    def __init__(self, max_objects: int = 10) -> None:
+        super().__init__()
+        self.max_objects = int(max_objects)
+        self.level = get_level("particle", {"max_objects": self.max_objects})
+        self.target_shape = self.level.shape
+        self.noise_shape = (4,)
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def unfold(
+        self, objects: Any, mask: Any, globals: Any, *, n_samples: int, noise: Any, **_: Any
+    ) -> Any:
+        """Draws ``(B, S, K, 9)`` in physical units (see the class docstring)."""
+        values, masks = [], []
+        for row in noise:
+            rng = np.random.default_rng(int(abs(float(row[0, 0])) * 1e6))
+            v, m = fake_particle_values(
+                rng, (n_samples,), self.max_objects, min_objects=int(rng.integers(3, 7))
+            )
+            values.append(v)
+            masks.append(m)
+        shape = (0, n_samples, *self.target_shape)
+        v = np.stack(values) if values else np.zeros(shape)
+        m = np.stack(masks) if masks else np.zeros(shape[:-1], bool)
+        return Draws(torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(m))
