@@ -146,6 +146,13 @@ def export_sampler(
             raise ValueError("physical=True needs an UnfoldingModel (with its preprocessing)")
         if max_jets is None:
             raise ValueError("max_jets is needed for a bare network")
+    level = getattr(net, "level", None)
+    if level is not None and not level.fixed_multiplicity:
+        raise ValueError(
+            f"export_sampler: the {level.name!r} target level has a varying multiplicity; "
+            "an exported program returns a fixed-size vector per draw and cannot carry the "
+            "slot mask yet. Unfold with hepvld.unfold (or the network's unfold) instead."
+        )
     wrapper = ExportableSampler(net, sampler=sampler, steps=steps, physical=physical).eval()
     enc = net.detector_encoder
     device = next(net.parameters()).device

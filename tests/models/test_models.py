@@ -20,11 +20,13 @@ from hepvld.config import TrainConfig
 from hepvld.diffusion import SamplerSpec
 from hepvld.io import open_events
 from hepvld.models import MODELS, build_model, model_config
+from hepvld.models.registry import family_level
 from hepvld.physics import PARTONS, TARGET_DIM
 from hepvld.training import load_model, save_checkpoint, train
 
 B, N, F, G = 6, 5, 12, 2
-NAMES = sorted(MODELS)
+# the parton-level families (the particle-level VL-VLD: tests/models/test_vlvld.py)
+NAMES = sorted(name for name in MODELS if family_level(name) == "parton")
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import torch
 
 from hepvld.diffusion import SAMPLERS, SamplerSpec
 from hepvld.models import MODELS, build_model, model_config
+from hepvld.models.registry import family_level
 from hepvld.physics import TARGET_DIM
 
 B, N, F, G = 6, 5, 12, 2
@@ -38,7 +39,7 @@ def make_model(name: str) -> torch.nn.Module:
     )
 
 
-VLD_FAMILY = [name for name in MODELS if name.endswith("vld")]
+VLD_FAMILY = [name for name in MODELS if name.endswith("vld") and family_level(name) == "parton"]
 
 
 @pytest.mark.parametrize("name", VLD_FAMILY)

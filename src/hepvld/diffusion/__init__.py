@@ -37,6 +37,7 @@ from hepvld.diffusion.schedules import (
     FixedLinearSchedule,
     LearnedSchedule,
     NoiseSchedule,
+    SlotSchedule,
     alpha_sigma_from_gamma,
 )
 
@@ -52,6 +53,7 @@ __all__ = [
     "NoiseSchedule",
     "Sampler",
     "SamplerSpec",
+    "SlotSchedule",
     "alpha_sigma_from_gamma",
     "continuous_diffusion_loss",
     "ddim",

@@ -27,6 +27,7 @@ __all__ = [
     "FixedLinearSchedule",
     "LearnedSchedule",
     "NoiseSchedule",
+    "SlotSchedule",
     "alpha_sigma_from_gamma",
 ]
 
@@ -236,6 +237,121 @@ class LearnedSchedule(NoiseSchedule):
         value, derivative = self._gamma_tilde(t)
         scale = (self.gamma_max - self.gamma_min) / span
         return self.gamma_min + scale * (value - offset), scale * derivative
+
+
+class SlotSchedule(NoiseSchedule):
+    r"""A learned monotone :math:`\gamma_k(t)` per slot ``k`` (VL-VLD), from a slot embedding.
+
+    Each slot has a learned embedding :math:`e_k`; a linear head maps it to the
+    parameters of a monotone network of the :class:`LearnedSchedule` form,
+
+    .. math:: \tilde\gamma_k(t) = a_k t + \frac{1}{H} \sum_h w_{kh}\,
+       \big(2\,\mathrm{sigmoid}(v_{kh} (2t - 1) + b_{kh}) - 1\big),
+
+    with :math:`a_k, w_{kh}, v_{kh} > 0` (softplus), rescaled onto the slot's endpoints
+    :math:`\gamma_k(0) = \gamma_{\min,k}` and :math:`\gamma_k(1) = \gamma_{\min,k} +
+    \mathrm{softplus}(\delta_k)` (so :math:`\gamma_k` is strictly increasing). At
+    initialisation every slot has the linear schedule from ``gamma_min`` to ``gamma_max``.
+    :meth:`gamma_and_derivative` is closed-form (exact :math:`\gamma'`).
+
+    ``gamma(t)`` maps times ``(...)`` to ``(..., K)``: one value per slot; for the
+    samplers (which need :math:`\gamma` to broadcast against ``(B, K, D)``) use
+    :meth:`per_slot` ``(..., K, 1)``.
+
+    Parameters
+    ----------
+    slots
+        ``K``.
+    gamma_min, gamma_max
+        Initial endpoints (every slot).
+    hidden
+        ``H``; 0: a learned linear schedule per slot.
+    embedding_dim
+        Size of the slot embedding.
+    learn_gamma_0
+        Learn :math:`\gamma_k(0)` too; False keeps it at ``gamma_min`` (the shape and
+        :math:`\gamma_k(1)` are still learned per slot). Measured on VL-VLD: with it
+        learned, the diffusion loss drove :math:`\gamma_k(0)` from -4 to +7 (a latent that
+        is noise at t = 0) and the reconstruction collapsed (benchmarks/README.md).
+    """
+
+    gamma_0: Tensor
+
+    def __init__(
+        self,
+        slots: int,
+        gamma_min: float = -4.0,
+        gamma_max: float = 5.0,
+        hidden: int = 16,
+        embedding_dim: int = 16,
+        learn_gamma_0: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_endpoints(gamma_min, gamma_max)
+        self.learn_gamma_0 = bool(learn_gamma_0)
+        self.register_buffer("gamma_0", torch.tensor(float(gamma_min)))
+        self.slots = int(slots)
+        self.hidden = int(hidden)
+        self.embedding = nn.Parameter(0.1 * torch.randn(self.slots, embedding_dim))
+        # parameters per slot: gamma_min, delta, a, then w, v, b (H each)
+        self.head = nn.Linear(embedding_dim, 3 + 3 * self.hidden)
+        nn.init.normal_(self.head.weight, std=1e-3)
+        bias = torch.zeros(3 + 3 * self.hidden)
+        bias[0] = gamma_min
+        bias[1] = _inverse_softplus(gamma_max - gamma_min)
+        bias[2] = _inverse_softplus(1.0)
+        bias[3 : 3 + self.hidden] = -4.0  # small non-linear part at initialisation
+        bias[3 + self.hidden : 3 + 2 * self.hidden] = _inverse_softplus(1.0)
+        with torch.no_grad():
+            self.head.bias.copy_(bias)
+            # spread the sigmoids' centres over [-1, 1] so the slots can bend anywhere
+            if self.hidden:
+                centres = torch.linspace(-1.0, 1.0, self.hidden)
+                self.head.bias[3 + 2 * self.hidden :] = -centres
+
+    def _slot_parameters(self) -> tuple[Tensor, ...]:
+        p = self.head(self.embedding)  # (K, 3 + 3H)
+        h = self.hidden
+        g0 = p[:, 0] if self.learn_gamma_0 else self.gamma_0.expand(self.slots)
+        span = F.softplus(p[:, 1])
+        a = F.softplus(p[:, 2]) + 1e-4
+        w = F.softplus(p[:, 3 : 3 + h])
+        v = F.softplus(p[:, 3 + h : 3 + 2 * h])
+        b = p[:, 3 + 2 * h :]
+        return g0, span, a, w, v, b
+
+    def _tilde(
+        self, t: Tensor, a: Tensor, w: Tensor, v: Tensor, b: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Unnormalised value and derivative, ``t (...)`` -> ``(..., K)`` each."""
+        x = t.unsqueeze(-1)  # (..., 1)
+        value = a * x
+        derivative = a.expand_as(value)
+        if self.hidden:
+            s = torch.sigmoid(v * (2.0 * x.unsqueeze(-1) - 1.0) + b)  # (..., K, H)
+            value = value + (w * (2.0 * s - 1.0)).sum(-1) / self.hidden
+            derivative = derivative + (w * 4.0 * v * s * (1.0 - s)).sum(-1) / self.hidden
+        return value, derivative
+
+    def gamma_and_derivative(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\gamma_k(t)` and :math:`d\gamma_k/dt`, ``t (...)`` -> ``(..., K)`` each."""
+        g0, span, a, w, v, b = self._slot_parameters()
+        ends, _ = self._tilde(torch.tensor([0.0, 1.0], dtype=t.dtype, device=t.device), a, w, v, b)
+        value, derivative = self._tilde(t, a, w, v, b)
+        scale = span / (ends[1] - ends[0])
+        return g0 + scale * (value - ends[0]), scale * derivative
+
+    def gamma(self, t: Tensor) -> Tensor:
+        r""":math:`\gamma_k(t)`, ``t (...)`` -> ``(..., K)``."""
+        return self.gamma_and_derivative(t)[0]
+
+    def per_slot(self, t: Tensor) -> Tensor:
+        r""":math:`\gamma_k(t)` as ``(..., K, 1)``: broadcasts against latents ``(B, K, D)``."""
+        return self.gamma(t).unsqueeze(-1)
+
+
+def _inverse_softplus(y: float) -> float:
+    return float(y + math.log(-math.expm1(-y)))
 
 
 def _check_endpoints(gamma_min: float, gamma_max: float) -> None:

@@ -1,7 +1,7 @@
 """Model configuration: one frozen dataclass for every registered model.
 
 Fields shared by all families come first; a few are read by one family only (their help
-text names it: ``ldm_*`` by LDM, ``flow_*`` by CINN; ``variant`` by the VLD family).
+text names it: ``ldm_*`` by LDM, ``flow_*`` by CINN, ``vlvld_*`` by VL-VLD; ``variant`` by the VLD family).
 """
 
 from __future__ import annotations
@@ -106,6 +106,32 @@ class ModelConfig(Config):
     ldm_prior_weight: float = field(
         default=1e-4, metadata={"help": "LDM: weight of KL(q(z|x) || N(0, I)) in stage 1"}
     )
+    vlvld_latent_dim: int = field(
+        default=16, metadata={"help": "VL-VLD: latent size per slot (event slot and objects)"}
+    )
+    vlvld_multiplicity: Literal["gamma", "categorical"] = field(
+        default="categorical",
+        metadata={
+            "help": "VL-VLD: multiplicity predictor used to draw N: 'gamma' (N ~ Gamma(k, theta) "
+            "rounded, the talk's) or 'categorical' (the default: better held-out likelihood "
+            "and multiplicity distribution, benchmarks/README.md)"
+        },
+    )
+    vlvld_multiplicity_weight: float = field(
+        default=1.0, metadata={"help": "VL-VLD: weight of the multiplicity NLL in the loss"}
+    )
+    vlvld_schedule_hidden: int = field(
+        default=16,
+        metadata={"help": "VL-VLD: width of each slot's monotone noise-schedule network"},
+    )
+    vlvld_learn_gamma_0: bool = field(
+        default=False,
+        metadata={
+            "help": "VL-VLD: learn each slot's gamma(0) (else fixed at gamma_min; learned, it "
+            "ran away to pure noise at t = 0 and the reconstruction collapsed, "
+            "benchmarks/README.md)"
+        },
+    )
     flow_blocks: int = field(
         default=12,
         metadata={"help": "CINN: All-In-One blocks (coupling, global affine, permutation)"},
@@ -135,6 +161,7 @@ class ModelConfig(Config):
             "time_embedding_dim",
             "flow_blocks",
             "flow_subnet_blocks",
+            "vlvld_latent_dim",
         ):
             self.check(getattr(self, name) >= 1, name, "a positive integer")
         self.check(self.dim % self.heads == 0, "dim", f"divisible by heads={self.heads}")
@@ -146,7 +173,13 @@ class ModelConfig(Config):
         self.check(0 < self.min_decoder_scale < 1, "min_decoder_scale", "in (0, 1)")
         self.check(self.consistency_scale > 0, "consistency_scale", "> 0")
         self.check(self.ldm_vae_steps >= 0, "ldm_vae_steps", "a non-negative integer")
-        for name in ("ldm_prior_weight", "flow_noise"):
+        self.check(
+            self.vlvld_multiplicity in ("gamma", "categorical"),
+            "vlvld_multiplicity",
+            "'gamma' or 'categorical'",
+        )
+        self.check(self.vlvld_schedule_hidden >= 0, "vlvld_schedule_hidden", ">= 0")
+        for name in ("ldm_prior_weight", "flow_noise", "vlvld_multiplicity_weight"):
             self.check(getattr(self, name) >= 0, name, ">= 0")
         self.check(self.gamma_min < self.gamma_max, "gamma_min", f"< gamma_max={self.gamma_max}")
 
