@@ -21,6 +21,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hepvld.cli._common import Parser
+
 
 def _texts(fig: Figure) -> list:
     out = []
@@ -42,15 +44,19 @@ def measure(fig: Figure) -> tuple[int, float, int]:
     return overlaps, min(b.height for b in boxes), len(boxes)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    p = Parser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--events", type=int, default=3000, help="toy events per overlay")
+    p.add_argument("--seed", type=int, default=0, help="toy seed")
+    args = p.parse_args(argv)
     import corner
 
     from hepvld.evaluation.particle_plots import plot_corner
     from hepvld.evaluation.plots import style
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(args.seed)
     cov = np.array([[1, 0.5, 0, 0], [0.5, 1, 0.3, 0], [0, 0.3, 1, 0.6], [0, 0, 0.6, 1]])
-    t = rng.multivariate_normal(np.zeros(4), cov, size=3000) * [60, 40, 20, 20] + [
+    t = rng.multivariate_normal(np.zeros(4), cov, size=args.events) * [60, 40, 20, 20] + [
         120,
         60,
         172,

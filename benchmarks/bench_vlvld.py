@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from hepvld.cli._common import Parser
+
 TRAIN_COMMAND = [
     "-m",
     "hepvld.train",
@@ -356,7 +358,7 @@ def _print(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--train-first", action="store_true", help="train the run first (15 min)")
     p.add_argument("--train", type=Path, default=Path("/work/cache/quality/train.root"))

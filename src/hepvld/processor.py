@@ -27,6 +27,9 @@ draw with one, a pseudo-top in a draw without enough objects), which are not fil
 
         "absent": {name: {"unfolded": n, "detector": n, "truth": n}},
 
+(``truth_all`` stays empty for a particle-level model: its efficiency denominator is not
+filled yet.)
+
 All three levels are filled for the *same* selected events with the same weight
 (``genWeight``), so that ``unfolded[draw=i]``, ``detector`` and ``truth`` compare directly.
 ``truth / truth_all`` per bin is the selection efficiency that corrects an unfolded
@@ -284,7 +287,9 @@ class UnfoldingProcessor(processor.ProcessorABC):
         )
         out["cutflow"] = result.attrs["cutflow"]
         selected = ~np.asarray(ak.to_numpy(ak.is_none(result, axis=0)), dtype=bool)
-        if self.truth and "GenPart" in ak.fields(events):
+        if self.truth and "GenPart" in ak.fields(events) and model.level.fixed_multiplicity:
+            # the efficiency denominator; parton level only so far (a particle-level one
+            # needs the truth selection of files written without the detector selection)
             self._fill_truth_all(out, events, model.level)
         events = events[selected]
         unfolded = ak.drop_none(result[selected], axis=0)

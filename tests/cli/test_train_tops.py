@@ -51,4 +51,6 @@ def test_after_isr_is_recorded_and_loaded(
     assert hepvld.load(run).level.tops == "after_isr"
     capsys.readouterr()
     rc = main([str(tiny_root_file), "--run-dir", str(run), "--resume", "--tops", "hard", *TINY])
-    assert rc == 1 and "trained with --tops after_isr" in capsys.readouterr().err
+    assert (
+        rc == 1 and "trained with target options {'tops': 'after_isr'}" in capsys.readouterr().err
+    )
