@@ -304,6 +304,26 @@ class ConditionalGenerator(nn.Module):
         """
         raise NotImplementedError
 
+    def generate_draws(
+        self,
+        noise: Tensor,
+        condition: Condition,
+        *,
+        sampler: SamplerSpec,
+        generator: torch.Generator | None,
+        step_noise: Callable[[int, Tensor], Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`generate` with the slots' mask: ``(values (M, X), mask (M, K) or None)``.
+
+        A fixed-multiplicity family returns ``None`` (every slot real); a variable-length
+        family overrides this to draw the multiplicity too. ``step_noise(step, z)`` gives
+        the per-step noise of the whole ``noise_shape`` row (a family slices what it uses).
+        """
+        x = self.generate(
+            noise, condition, sampler=sampler, generator=generator, step_noise=step_noise
+        )
+        return x, None
+
     @torch.no_grad()
     def sample(
         self,
@@ -316,6 +336,7 @@ class ConditionalGenerator(nn.Module):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
         step_noise: StepNoise | None = None,
+        **draw_options: Any,
     ) -> Draws:
         """Posterior draws of the preprocessed targets.
 
@@ -339,6 +360,9 @@ class ConditionalGenerator(nn.Module):
             ``step_noise(step, (B, S, *noise_shape)) -> Tensor``: the per-step noise of a
             stochastic sampler (``ddpm``); keyed per event, it makes ``ddpm`` draws
             reproducible per event too.
+        **draw_options
+            Family-specific options passed to :meth:`generate_draws` (VL-VLD:
+            ``multiplicity``, the head that draws the number of objects).
 
         Returns
         -------
@@ -362,11 +386,18 @@ class ConditionalGenerator(nn.Module):
                 return step_fn(step, expected).to(z).flatten(0, 1)
 
         cond = self.condition(objects, mask, globals).repeat_interleave(n_samples)
-        x = self.generate(
-            noise.flatten(0, 1), cond, sampler=spec, generator=generator, step_noise=per_step
+        x, slot_mask = self.generate_draws(
+            noise.flatten(0, 1),
+            cond,
+            sampler=spec,
+            generator=generator,
+            step_noise=per_step,
+            **draw_options,
         )
         values = x.reshape(batch, n_samples, *self.target_shape)
-        return Draws(values, torch.ones(values.shape[:-1], dtype=torch.bool, device=x.device))
+        if slot_mask is None:
+            return Draws(values, torch.ones(values.shape[:-1], dtype=torch.bool, device=x.device))
+        return Draws(values, slot_mask.reshape(values.shape[:-1]))
 
     @torch.no_grad()
     def unfold(

@@ -412,9 +412,17 @@ class VLVLD(ConditionalGenerator):
 
         Returns preprocessed values ``(M, K, H)`` (types one-hot, padded slots 0) and the
         slot mask ``(M, K)``. ``multiplicity`` names the head that draws ``n`` (default the
-        configured one). ``step_noise(step, z)`` gives ddpm's per-step noise like ``z``.
+        configured one). ``step_noise(step, z)`` gives ddpm's per-step noise of the
+        ``(M, K + 1, D)`` noise row (the slots' rows are used) or like ``z``.
         """
         k = self.n_slots
+        slot_noise = None
+        if step_noise is not None:
+            step_fn = step_noise
+
+            def slot_noise(step: int, z: Tensor) -> Tensor:
+                return step_fn(step, z)[:, :k]
+
         head = self.multiplicity[multiplicity or self.config.vlvld_multiplicity]
         assert isinstance(head, MultiplicityHead)
         n = head.sample(condition.event, torch.special.ndtr(noise[:, k, 0].float()))
@@ -437,7 +445,7 @@ class VLVLD(ConditionalGenerator):
             self.schedule.per_slot,
             noise[:, :k].contiguous(),
             times=times,
-            noise_fn=step_noise,
+            noise_fn=slot_noise,
             generator=generator,
         )
         gamma_0 = self.schedule.per_slot(torch.zeros(1, device=noise.device, dtype=noise.dtype))[0]
@@ -466,61 +474,6 @@ class VLVLD(ConditionalGenerator):
             noise, condition, sampler=sampler, generator=generator, step_noise=step_noise
         )
         return values.flatten(1)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        objects: Tensor,
-        mask: Tensor,
-        globals: Tensor,
-        *,
-        n_samples: int = 1,
-        sampler: SamplerSpec | None = None,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-        step_noise: StepNoise | None = None,
-        multiplicity: str | None = None,
-    ) -> Draws:
-        """Posterior draws of the preprocessed slots (types one-hot, padded slots 0).
-
-        As :meth:`~hepvld.models.base.ConditionalGenerator.sample`, with ``noise (B, S, K + 1,
-        D)`` (the last row draws the multiplicity) and ``multiplicity`` (the head that
-        draws ``n``; default the configured one).
-
-        Returns
-        -------
-        Draws
-            ``values (B, S, K, H)``, ``mask (B, S, K)``.
-        """
-        spec = SamplerSpec() if sampler is None else sampler
-        batch = objects.shape[0]
-        expected = (batch, n_samples, *self.noise_shape)
-        if noise is None:
-            noise = torch.randn(
-                expected, generator=generator, device=objects.device, dtype=objects.dtype
-            )
-        elif tuple(noise.shape) != expected:
-            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {expected}")
-        per_step = None
-        if step_noise is not None:
-            step_fn = step_noise
-
-            def per_step(step: int, z: Tensor) -> Tensor:
-                return step_fn(step, expected).to(z).flatten(0, 1)[:, : self.n_slots]
-
-        cond = self.condition(objects, mask, globals).repeat_interleave(n_samples)
-        values, slot_mask = self.generate_draws(
-            noise.flatten(0, 1),
-            cond,
-            sampler=spec,
-            generator=generator,
-            step_noise=per_step,
-            multiplicity=multiplicity,
-        )
-        return Draws(
-            values.reshape(batch, n_samples, *self.target_shape),
-            slot_mask.reshape(batch, n_samples, self.n_slots),
-        )
 
     @torch.no_grad()
     def unfold(
