@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hepvld.cli.unfold import main
 from hepvld.io.unbinned import checkpoint_sha256, closure, read_unbinned
@@ -33,3 +34,14 @@ def test_unfold_writes_the_unbinned_format(
     assert m.shape == (b, 3) and t.shape == (b,)
     c = closure(res.histogram(m, np.linspace(0, 400, 9)), t)
     assert c.ndf > 0 and np.isfinite(c.chi2)
+
+
+def test_resume_is_refused_for_the_unbinned_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "u.h5"
+    argv = ["in.root", "-c", str(tmp_path / "no-run"), "-o", str(out), "--format", "hdf5"]
+    assert main([*argv, "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--format hdf5" in err and "Traceback" not in err
+    assert not out.exists()

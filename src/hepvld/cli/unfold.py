@@ -99,6 +99,11 @@ def _run(args: argparse.Namespace) -> int:
     from hepvld.io.unfolded import unfold_files
 
     configure_logging(args)
+    if args.resume and args.format != "root":
+        raise CLIError(
+            f"--resume continues a ROOT output chunk by chunk; --format {args.format} is "
+            "written in one go: rerun without --resume"
+        )
     with reading(f"checkpoint {args.checkpoint}"):
         model = load(args.checkpoint, device=args.device)
     log.info(
