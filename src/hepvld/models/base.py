@@ -411,9 +411,11 @@ class ConditionalGenerator(nn.Module):
         generator: torch.Generator | None = None,
         noise: Tensor | None = None,
         step_noise: StepNoise | None = None,
+        **draw_options: Any,
     ) -> Draws:
         """:meth:`sample` in physical units: the network's own normalisation buffers map
-        physical detector inputs in and the draws out (``values (B, S, K, H)``)."""
+        physical detector inputs in and the draws out (``values (B, S, K, H)``,
+        :meth:`physical_draws`); ``draw_options`` as for :meth:`sample`."""
         objects, globals = self.detector_norm(objects, mask, globals)
         draws = self.sample(
             objects,
@@ -424,7 +426,12 @@ class ConditionalGenerator(nn.Module):
             generator=generator,
             noise=noise,
             step_noise=step_noise,
+            **draw_options,
         )
+        return self.physical_draws(draws)
+
+    def physical_draws(self, draws: Draws) -> Draws:
+        """Preprocessed draws -> physical ones (the level's parameterisation decoded)."""
         values = self.to_physical(draws.values)
         if values.shape[:-1] != draws.mask.shape:  # a parameterisation of another shape
             return Draws(

@@ -67,7 +67,6 @@ from hepvld.models.base import (
     ConditionalGenerator,
     Draws,
     ModelIO,
-    StepNoise,
     randn,
 )
 from hepvld.models.config import ModelConfig
@@ -475,34 +474,9 @@ class VLVLD(ConditionalGenerator):
         )
         return values.flatten(1)
 
-    @torch.no_grad()
-    def unfold(
-        self,
-        objects: Tensor,
-        mask: Tensor,
-        globals: Tensor,
-        *,
-        n_samples: int = 1,
-        sampler: SamplerSpec | None = None,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-        step_noise: StepNoise | None = None,
-        multiplicity: str | None = None,
-    ) -> Draws:
-        """:meth:`sample` in physical units (physical detector inputs in; types one-hot,
-        padded slots 0): ``values (B, S, K, H)``, ``mask (B, S, K)``."""
-        objects, globals = self.detector_norm(objects, mask, globals)
-        draws = self.sample(
-            objects,
-            mask,
-            globals,
-            n_samples=n_samples,
-            sampler=sampler,
-            generator=generator,
-            noise=noise,
-            step_noise=step_noise,
-            multiplicity=multiplicity,
-        )
+    def physical_draws(self, draws: Draws) -> Draws:
+        """Preprocessed draws -> physical: continuous columns through the target affine map,
+        types kept one-hot, unused event columns and padded slots 0."""
         physical = self.to_physical(draws.values)
         tc = self.type_columns
         physical[..., 1:, tc] = draws.values[..., 1:, tc]
