@@ -27,7 +27,6 @@ Shapes: ``B`` events, ``S`` draws, ``K`` slots, ``H`` features, ``C`` feature co
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -42,7 +41,7 @@ from hepvld.evaluation.particle_metrics import (
     multiplicity_table,
     truth_floor_columns,
 )
-from hepvld.evaluation.report import Report, _html_page, _safe
+from hepvld.evaluation.report import Report, _safe, _write_pages
 from hepvld.evaluation.tables import Table
 
 __all__ = ["CALIBRATION_COLUMNS", "PLOT_COLUMNS", "write_particle_report"]
@@ -327,17 +326,13 @@ def write_particle_report(
         f"{b} test events; draws per event: {s_text}; distances use one draw per event; "
         f"floor: {floor_src}; reference: {ref_src}; {n_boot} bootstrap replicates; seed {seed}."
     )
-    html_path = out / "report.html"
-    html_path.write_text(_html_page(title, summary, meta, tables, figures_b64), encoding="utf-8")
-    files.append(html_path)
     results = {
         "meta": meta,
         "summary": summary,
         "tables": {k: t.to_dict() for k, t in tables.items()},
     }
-    json_path = out / "results.json"
-    json_path.write_text(json.dumps(results, indent=1, allow_nan=False), encoding="utf-8")
-    files.append(json_path)
+    html_path, json_path = _write_pages(out, title, summary, meta, tables, figures_b64, results)
+    files += [html_path, json_path]
     logger.info("particle-level report written to %s in %.1f s", out, time.perf_counter() - t_start)
     return Report(out, html_path, files, tables, summary, results)
 

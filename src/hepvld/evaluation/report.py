@@ -469,6 +469,23 @@ li{margin:4px 0}
 """
 
 
+def _write_pages(
+    out: Path,
+    title: str,
+    summary: list[str],
+    meta: str,
+    tables: Mapping[str, Table],
+    figures_b64: Mapping[str, str],
+    results: Mapping[str, Any],
+) -> tuple[Path, Path]:
+    """Write ``out/report.html`` (the one-page summary) and ``out/results.json``."""
+    html_path = out / "report.html"
+    html_path.write_text(_html_page(title, summary, meta, tables, figures_b64), encoding="utf-8")
+    json_path = out / "results.json"
+    json_path.write_text(json.dumps(results, indent=1, allow_nan=False), encoding="utf-8")
+    return html_path, json_path
+
+
 def _html_page(
     title: str,
     summary: list[str],
@@ -723,18 +740,14 @@ def write_report(
         f"global distances use {'one draw' if global_draws == 'first' else 'all draws'} per event; "
         f"floor: {floor_src}; reference: {ref_src}; {n_boot} bootstrap replicates; seed {seed}."
     )
-    html_path = out / "report.html"
-    html_path.write_text(_html_page(title, summary, meta, tables, figures_b64), encoding="utf-8")
-    files.append(html_path)
     results = {
         "meta": meta,
         "summary": summary,
         "calibration": calib,
         "tables": {k: t.to_dict() for k, t in tables.items()},
     }
-    json_path = out / "results.json"
-    json_path.write_text(json.dumps(results, indent=1, allow_nan=False), encoding="utf-8")
-    files.append(json_path)
+    html_path, json_path = _write_pages(out, title, summary, meta, tables, figures_b64, results)
+    files += [html_path, json_path]
     logger.info("report written to %s in %.1f s", out, time.perf_counter() - t_start)
     return Report(out, html_path, files, tables, summary, results)
 
