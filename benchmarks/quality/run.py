@@ -11,9 +11,10 @@ seed 202, an independent simulation), ``shifted175.root`` (16k, seed 303, m_t = 
 the prior-dependence study).
 
 Recipe (fixed, every model): ``python -m hepvld.train train.root --preset small`` with batch
-256, peak lr 1e-3, 100 warm-up steps, a cosine decay over 100k steps (so the budget,
-``--train.max-time``, wall clock at one thread, stops the run near the peak lr; ``--train-args
---train.max-steps N`` anneals within it instead), EMA 0.999, the train CLI's split by event
+256, peak lr 1e-3, 100 warm-up steps, a cosine decay that ends when the budget
+(``--train.max-time``, wall clock at one thread) is spent (``--decay-over time``, the
+default; ``--decay-over steps`` is the first recipe: a cosine over 100k steps, so the budget
+stops the run near the peak lr), EMA 0.999, the train CLI's split by event
 number (80 % train, 10 % validation, 10 % unused). The whole test
 file is then unfolded with ``hepvld.unfold`` (``--n-samples`` draws per event,
 ``--sampler``/``--steps``) and scored by :func:`metrics.quality_metrics` against the test
@@ -67,6 +68,7 @@ def train(args: argparse.Namespace, run_dir: Path, train_file: Path) -> None:
     cmd += ["--preset", args.preset, "--run-dir", str(run_dir)]
     cmd += [f"--train.{k}={v}" for k, v in RECIPE.items()]
     cmd += [f"--train.max-time={args.budget_min * 60:g}", "--train.num-threads=1"]
+    cmd += [f"--train.decay-over={args.decay_over}"]
     if args.target_parameterisation:
         cmd += ["--target.parameterisation", args.target_parameterisation]
     cmd += args.train_args
@@ -79,6 +81,12 @@ def main() -> None:
     p.add_argument("--model", default="vld", help="model family (hepvld.train --model)")
     p.add_argument("--preset", default="small")
     p.add_argument("--budget-min", type=float, default=14.0, help="training wall clock, 1 thread")
+    p.add_argument(
+        "--decay-over",
+        choices=("time", "steps"),
+        default="time",
+        help="cosine over the time budget (default) or over 100k steps (the first recipe)",
+    )
     p.add_argument("--target-parameterisation", choices=("components", "decay"), default=None)
     p.add_argument("--train-args", nargs=argparse.REMAINDER, default=[], help="more train options")
     p.add_argument("--checkpoint", type=Path, help="evaluate this run instead of training")

@@ -493,6 +493,11 @@ class TrainConfig(Config):
     max_time: float | None = _help(
         "wall-clock budget in seconds: checkpoint and stop cleanly when spent", None
     )
+    decay_over: Literal["steps", "time"] = _help(
+        "what the cosine decay runs over: the step budget, or max_time (the lr reaches "
+        "min_lr when the time budget is spent; max_time then counts over resumes)",
+        "steps",
+    )
     # hardware
     device: Literal["cpu", "cuda", "auto"] = _help(
         "where to train; auto = cuda if available", "auto"
@@ -530,4 +535,9 @@ class TrainConfig(Config):
         self.check(self.log_every >= 1, "log_every", ">= 1")
         self.check(0 <= self.seed < 2**63, "seed", "in [0, 2**63)")
         self.check(self.max_time is None or self.max_time > 0, "max_time", "> 0 or None")
+        self.check(
+            self.decay_over == "steps" or self.max_time is not None,
+            "decay_over",
+            "'steps' unless max_time is set",
+        )
         self.check(self.num_threads is None or self.num_threads >= 1, "num_threads", ">= 1 or None")

@@ -64,6 +64,42 @@ def test_warmup_cosine_schedule() -> None:
     assert warmup_cosine(9, **kw) == pytest.approx(0.55)
     assert warmup_cosine(14, **kw) == pytest.approx(0.1)
     assert warmup_cosine(100, **kw) == pytest.approx(0.1)
+    # a time budget: the decay runs over whichever is spent faster, steps or time
+    assert warmup_cosine(9, **kw, time_fraction=1.0) == pytest.approx(0.1)
+    assert warmup_cosine(9, **kw, time_fraction=0.2) == pytest.approx(0.55)
+    assert warmup_cosine(5, **kw, time_fraction=0.5) == pytest.approx(0.55)
+    assert warmup_cosine(2, **kw, time_fraction=0.9) == pytest.approx(3 / 5)  # warm-up: steps
+
+
+def _lr_column(run_dir: Path) -> list[float]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [float(r["lr"]) for r in csv.DictReader(f) if r["split"] == "train"]
+
+
+def test_decay_over_time_anneals_when_the_budget_is_spent(tmp_path: Path) -> None:
+    fast = {**FAST, "log_every": 1, "val_every": 10**6, "checkpoint_every": 10**6}
+    config = TrainConfig(max_steps=10**6, max_time=1.5, decay_over="time", **fast)
+    result = train(toy_model(), toy_data(64), None, config, tmp_path / "time")
+    assert result.stopped == "max_time" and result.step > 10
+    lrs = _lr_column(tmp_path / "time")
+    # by steps the 10**6-step cosine would still be at the peak lr; by time it ends at min_lr
+    assert max(lrs) == pytest.approx(FAST["lr"], rel=0.05)
+    assert lrs[-1] < 0.1 * FAST["lr"]
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[2:], lrs[3:], strict=False))  # monotone
+    by_steps = TrainConfig(max_steps=10**6, max_time=0.5, **fast)
+    train(toy_model(), toy_data(64), None, by_steps, tmp_path / "steps")
+    assert _lr_column(tmp_path / "steps")[-1] > 0.99 * FAST["lr"]
+    with pytest.raises(ValueError, match="decay_over"):
+        TrainConfig(decay_over="time")  # needs a time budget
+
+
+def test_decay_over_time_counts_the_budget_over_resumes(tmp_path: Path) -> None:
+    config = TrainConfig(max_steps=10**6, max_time=0.6, decay_over="time", **FAST)
+    first = train(toy_model(), toy_data(64), None, config, tmp_path)
+    assert first.stopped == "max_time"
+    again = train(toy_model(), toy_data(64), None, config, tmp_path, resume=True)
+    # the budget was spent before: the resumed run stops after its first step
+    assert again.stopped == "max_time" and again.step == first.step + 1
 
 
 def test_max_time_stops_with_a_checkpoint(tmp_path: Path) -> None:

@@ -220,7 +220,17 @@ def train(
         model.to(device)
         ema = EMA(model, config.ema_decay)
         optimizer = build_optimizer(model, config)
-        scheduler = build_scheduler(optimizer, config, total_steps)
+        # Seconds of training spent before this process (from the checkpoint on resume):
+        # with decay_over="time" the cosine and max_time run over the whole run.
+        spent_before = 0.0
+
+        def seconds_spent() -> float:
+            return spent_before + time.perf_counter() - t_start
+
+        def time_fraction() -> float:
+            return min(1.0, seconds_spent() / config.max_time) if config.max_time else 0.0
+
+        scheduler = build_scheduler(optimizer, config, total_steps, time_fraction)
         amp_dtype = _amp_dtype(config.amp, device, cpu=config.amp_cpu)
         scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         net: nn.Module = LossModule(model)
@@ -247,6 +257,8 @@ def train(
                 scaler.load_state_dict(ckpt.scaler_state)
             step, epoch = ckpt.meta["step"], ckpt.meta["epoch"]
             batch_in_epoch = ckpt.meta["batch_in_epoch"]
+            if config.decay_over == "time":
+                spent_before = float(ckpt.meta["config"].get("train_seconds", 0.0))
             _restore_rng(ckpt.rng_state, ctx, loss_gen, device)
             _log_config_changes(ckpt.meta["config"], to_dict(config))
             log.info(
@@ -301,7 +313,11 @@ def train(
                     scaler=scaler,
                     ema=ema,
                     rng_state=rng,
-                    config={**to_dict(config), "world_size": ctx.world_size},
+                    config={
+                        **to_dict(config),
+                        "world_size": ctx.world_size,
+                        "train_seconds": round(seconds_spent(), 3),
+                    },
                     extra=extra,
                     keep_last=config.keep_checkpoints,
                 )
@@ -355,7 +371,7 @@ def train(
                 epoch, batch_in_epoch, order = epoch + 1, 0, None
             last = step == total_steps
             out_of_time = config.max_time is not None and any_rank(
-                time.perf_counter() - t_start > config.max_time, ctx
+                seconds_spent() > config.max_time, ctx
             )
             pbar.update(1)
 

@@ -33,27 +33,46 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     )
 
 
-def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+def warmup_cosine(
+    step: int,
+    *,
+    warmup_steps: int,
+    total_steps: int,
+    min_ratio: float,
+    time_fraction: float = 0.0,
+) -> float:
     """Learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``.
 
-    ``step`` counts optimiser steps already taken (0 for the first one).
+    ``step`` counts optimiser steps already taken (0 for the first one). The decay's
+    progress is the larger of the step budget's fraction and ``time_fraction`` (the share
+    of a wall-clock budget spent, 0 when training by steps), so a time-budgeted run reaches
+    ``min_ratio`` when its time runs out.
     """
     if step < warmup_steps:
         return (step + 1) / (warmup_steps + 1)
     decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    progress = min(1.0, max((step - warmup_steps) / decay_steps, time_fraction))
     return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * progress))
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    total_steps: int,
+    time_fraction: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """:func:`warmup_cosine` from ``config.lr`` down to ``config.min_lr`` over ``total_steps``."""
+    """:func:`warmup_cosine` from ``config.lr`` down to ``config.min_lr`` over ``total_steps``.
+
+    ``time_fraction() -> float`` (the share of ``config.max_time`` spent) is read at every
+    scheduler step when ``config.decay_over == "time"``.
+    """
+    clock = time_fraction if config.decay_over == "time" else None
     schedule: Callable[[int], float] = lambda step: warmup_cosine(  # noqa: E731
         step,
         warmup_steps=config.warmup_steps,
         total_steps=total_steps,
         min_ratio=config.min_lr / config.lr,
+        time_fraction=0.0 if clock is None else clock(),
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
