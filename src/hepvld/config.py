@@ -472,11 +472,11 @@ class TrainConfig(Config):
     """Optimisation, schedule, averaging, logging and hardware settings of one training run."""
 
     # optimiser and schedule
-    lr: float = _help("peak learning rate of AdamW", 5e-4)
+    lr: float = _help("peak learning rate of AdamW", 1e-3)
     min_lr: float = _help("learning rate at the end of the cosine decay", 5e-6)
     weight_decay: float = _help("AdamW decoupled weight decay (matrices only)", 0.01)
     betas: tuple[float, float] = _help("AdamW (beta1, beta2)", (0.9, 0.999))
-    warmup_steps: int = _help("linear warm-up steps before the cosine decay", 1000)
+    warmup_steps: int = _help("linear warm-up steps before the cosine decay", 100)
     epochs: int = _help("passes over the training data (ignored if max_steps is set)", 100)
     max_steps: int | None = _help("total optimiser steps; overrides epochs", None)
     batch_size: int = _help("events per optimiser step (per process under torchrun)", 1024)

@@ -47,10 +47,11 @@ def test_after_isr_is_recorded_and_loaded(
     run = tmp_path / "run"
     assert main([str(tiny_root_file), "--run-dir", str(run), "--tops", "after_isr", *TINY]) == 0
     extra = load_checkpoint(run).meta["extra"]
-    assert extra["target_level"] == "parton" and extra["target_options"] == {"tops": "after_isr"}
+    options = {"parameterisation": "decay", "tops": "after_isr"}  # decay: a new run's default
+    assert extra["target_level"] == "parton" and extra["target_options"] == options
     assert hepvld.load(run).level.tops == "after_isr"
     capsys.readouterr()
     rc = main([str(tiny_root_file), "--run-dir", str(run), "--resume", "--tops", "hard", *TINY])
     assert (
-        rc == 1 and "trained with target options {'tops': 'after_isr'}" in capsys.readouterr().err
+        rc == 1 and f"trained with target options {options}" in capsys.readouterr().err
     )

@@ -144,3 +144,28 @@ def test_train_records_the_option_and_load_restores_it(
         np.testing.assert_allclose(regressed[name], summed[name], rtol=1e-3, atol=0.05)
     # resuming with another parameterisation is refused, naming both
     assert main([*args, "--resume", "--target.parameterisation", "components"]) != 0
+
+
+def test_a_new_run_defaults_to_the_decay_chain_and_old_runs_keep_components(
+    tiny_root_file: Path, tmp_path: Path
+) -> None:
+    import json
+
+    import hepvld
+    from hepvld.cli.train import main
+
+    args = [str(tiny_root_file), "--preset", "tiny", "--train.batch-size", "64"]
+    args += ["--train.device", "cpu"]
+    new = tmp_path / "new"
+    assert main([*args, "--run-dir", str(new), "--train.max-steps", "2"]) == 0
+    model = hepvld.load(new)
+    assert model.name == "c-vld" and model.level == DECAY  # the train CLI's defaults
+    old = tmp_path / "old"
+    assert main([*args, "--run-dir", str(old), "--train.max-steps", "2",
+                 "--target.parameterisation", "components"]) == 0  # fmt: skip
+    assert hepvld.load(old).meta["target_options"] == {}  # as every run before the option
+    # resuming a components run without naming the option keeps its components
+    assert main([*args, "--run-dir", str(old), "--train.max-steps", "3", "--resume"]) == 0
+    latest = json.loads((old / "checkpoints" / "latest.json").read_text())
+    assert latest and hepvld.load(old).meta["target_options"] == {}
+    assert hepvld.load(old).model.target_shape[-1] == 5

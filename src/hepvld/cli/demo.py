@@ -2,9 +2,10 @@
 
 1. generates semi-leptonic tt̄ events with Pythia 8 + fastjet + the parametric CMS-like
    detector (``hepvld.generate``), all physics on;
-2. trains a ``small`` VLD on the training split for a fixed number of optimiser steps
-   (``hepvld train``; the budget is in steps, never in wall time, so the result does not
-   depend on how busy the machine is);
+2. trains a ``small`` C-VLD (the train CLI's default model, decay-chain targets) on the
+   training split for a fixed number of optimiser steps (``hepvld train``; the budget
+   is in steps, never in wall time, so the result does not depend on how busy the
+   machine is);
 3. unfolds the held-out test split with ``hepvld.unfold`` (S posterior draws per event);
 4. prints a short summary (sample, training, W and top mass peaks, Table-1 distances
    beside the truth-vs-truth floor) and writes an evaluation report (HTML, tables, plots).
@@ -67,13 +68,14 @@ def build_parser(prog: str = "hepvld-demo") -> argparse.ArgumentParser:
         "--level",
         choices=("parton", "particle"),
         default="parton",
-        help="what is unfolded: the 11 partons with VLD, or the variable-length particle "
+        help="what is unfolded: the 11 partons with C-VLD, or the variable-length particle "
         "level with VL-VLD (--model)",
     )
     p.add_argument(
         "--model",
         default=None,
-        help="model family (default: vld at parton level, vl-vld at particle level)",
+        help="model family (default: hepvld train's c-vld at parton level, vl-vld at "
+        "particle level)",
     )
     p.add_argument(
         "--preset", default="small", help="model size preset of hepvld train (default small)"
@@ -231,12 +233,12 @@ def _run(args: argparse.Namespace) -> int:
     report = write_report(
         out / "report",
         truth,
-        {"vld": draws},
+        {model.name: draws},
         train_truth=train_truth,
         n_boot=50,
         plot_formats=("png",),
         seed=args.seed,
-        title=f"hepvld demo: small VLD on generated tt̄, trained {training}",
+        title=f"hepvld demo: small {model.name} on generated tt̄, trained {training}",
     )
     jets = detector_tensors(events).mask.sum(axis=1) - 1  # object 0 is the lepton
     mt, md, mr = composite_masses(truth), composite_masses(draws), regressed_masses(draws)
