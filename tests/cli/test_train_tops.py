@@ -52,6 +52,4 @@ def test_after_isr_is_recorded_and_loaded(
     assert hepvld.load(run).level.tops == "after_isr"
     capsys.readouterr()
     rc = main([str(tiny_root_file), "--run-dir", str(run), "--resume", "--tops", "hard", *TINY])
-    assert (
-        rc == 1 and f"trained with target options {options}" in capsys.readouterr().err
-    )
+    assert rc == 1 and f"trained with target options {options}" in capsys.readouterr().err
