@@ -19,6 +19,7 @@ from hepvld.targets import get_level
 from hepvld.targets.particle import CANDIDATES, ParticleLevel
 from hepvld.targets.particle_output import feature_labels, feature_table
 from hepvld.testing.particle import fake_particle_values
+from hepvld.training.checkpoint import load_state_checked
 
 MAX_OBJECTS = 8
 N_DET, F_DET, G_DET = 6, 12, 2
@@ -274,8 +275,11 @@ def test_a_checkpoint_without_the_composition_head_loads_and_samples_as_before(
     )
     assert isinstance(loaded, VLVLD) and loaded.types == "joint"
     with caplog.at_level(logging.WARNING, logger="hepvld.models.vlvld"):
-        loaded.load_state_dict(state)
+        load_state_checked(loaded, state, "old checkpoint")  # the path of hepvld.load
     assert loaded.types == "independent" and "typed slot by slot" in caplog.text
+    plain = _model(level, values, mask)
+    plain.load_state_dict(state)  # the path of a resumed training
+    assert plain.types == "independent"
     loaded.eval()
     batch = _batch(level, values, mask)
     args = (batch["objects"], batch["mask"], batch["globals"])

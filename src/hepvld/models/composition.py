@@ -65,6 +65,8 @@ class CompositionHead(nn.Module):
         Width of the network.
     """
 
+    feasible: Tensor  # (n_max + 1, O) bool: n_b + n_e + n_mu <= n
+
     def __init__(
         self, condition_dim: int, n_max: int, max_leptons: int = 2, hidden: int = 64
     ) -> None:
@@ -115,9 +117,7 @@ class CompositionHead(nn.Module):
         target = self.index(counts)
         return -self.log_pmf(z_y, n).gather(-1, target[:, None]).squeeze(-1)
 
-    def sample(
-        self, z_y: Tensor, n: Tensor, u: Tensor, allowed: Tensor | None = None
-    ) -> Tensor:
+    def sample(self, z_y: Tensor, n: Tensor, u: Tensor, allowed: Tensor | None = None) -> Tensor:
         """Counts ``(B, 3)`` int64 ``(n_b, n_e, n_mu)`` by inverse CDF at uniforms ``u (B,)``."""
         return self.counts(inverse_cdf(self.log_pmf(z_y, n, allowed), u))
 

@@ -138,10 +138,10 @@ class ModelConfig(Config):
     vlvld_candidate_weight: float = field(
         default=0.0,
         metadata={
-            "help": "VL-VLD: weight of the pseudo-top candidate term: squared differences of "
-            "the decoded W_had, W_lep, t_had, t_lep masses built from the slots of the true "
-            "particle level's pseudo-top assignment and the true ones, in units of "
-            "vlvld_candidate_scale (0: off)"
+            "help": "VL-VLD: weight of the pseudo-top candidate term: pseudo-Huber of the "
+            "differences of the decoded W_had, W_lep, t_had, t_lep masses built from the slots "
+            "of the true particle level's pseudo-top assignment and the true ones, in units "
+            "of vlvld_candidate_scale (0: off; hepvld.models.vlvld)"
         },
     )
     vlvld_candidate_scale: float = field(

@@ -33,7 +33,7 @@ Loss per event (summed over real slots ``k <= n`` only; the talk's eq. 12)::
       + 1/2 sum_k gamma_k'(t) ||eps_k - eps_hat_k||^2               diffusion
       + lambda_N * (-log p(n | z_y))                                multiplicity
       + lambda_T * (-log p(n_b, n_e, n_mu | n, z_y))                composition
-      + lambda_W * sum_c ((m_c(dec) - m_c(x)) / s_W)^2              candidate
+      + lambda_W * sum_c rho((m_c(dec) - m_c(x)) / s_W)             candidate
 
 The candidate term (``config.vlvld_candidate_weight`` = lambda_W, default 0: off) compares
 the masses of the pseudo-top candidates ``c = W_had, W_lep, t_had, t_lep`` of the decoder
@@ -41,7 +41,9 @@ output and of the truth, both built from the same slots: those of the pseudo-top
 assignment of the *true* particle level (:meth:`ParticleLevel.candidate_slots
 <hepvld.targets.particle.ParticleLevel.candidate_slots>`, computed once when the data are
 loaded, the batch's ``candidate_slots (B, 5)``; not a parton match), in units of
-``config.vlvld_candidate_scale`` (10 GeV). Against the truth's own candidate masses, not
+``config.vlvld_candidate_scale`` (10 GeV), through the pseudo-Huber
+``rho(d) = 2 (sqrt(1 + d^2) - 1)`` (``d^2`` near 0, ``2 |d|`` far: an untrained decoder's
+candidates, 50–100 GeV off, do not swamp the other terms). Against the truth's own candidate masses, not
 the W / top pole masses: the true particle-level candidates are spread by the jets'
 resolution (widths 9–20 GeV, benchmarks/README.md), and a pole-mass penalty would pull the
 draws narrower than the truth; this one is zero at the truth and conditions on nothing but
@@ -137,6 +139,8 @@ class VLVLD(ConditionalGenerator):
 
     name = "vl-vld"
     fixed_length = False
+    composition: CompositionHead
+    composition_allowed: Tensor  # (K, O) bool: the compositions a draw may have per n
 
     def __init__(self, config: ModelConfig, io: ModelIO) -> None:
         level = io.target_level
@@ -220,6 +224,13 @@ class VLVLD(ConditionalGenerator):
             )
             return feasible.clone()
         return allowed
+
+    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``state`` of a checkpoint written before the composition head, completed (see
+        :meth:`_upgrade_composition`); read by
+        :func:`hepvld.training.checkpoint.load_state_checked` before its key check."""
+        self._upgrade_composition(state, "")
+        return state
 
     def _upgrade_composition(self, state: dict[str, Tensor], prefix: str, *args: Any) -> None:
         """Read checkpoints written before the composition head: its weights are kept as
@@ -500,7 +511,8 @@ class VLVLD(ConditionalGenerator):
         with torch.no_grad():
             m_true = masses(self.to_physical(x), slots)
         scale = self.config.vlvld_candidate_scale
-        term = ((m_hat - m_true) / scale).square().sum(-1)
+        d2 = ((m_hat - m_true) / scale).square()
+        term = (2.0 * ((1.0 + d2).sqrt() - 1.0)).sum(-1)
         return torch.where(valid, term, torch.zeros_like(term))
 
     # ------------------------------------------------------------------ sampling
@@ -508,9 +520,7 @@ class VLVLD(ConditionalGenerator):
         """``log p(n_b, n_e, n_mu | n, z_y)`` ``(B, O)`` (index order of
         :meth:`CompositionHead.counts <hepvld.models.composition.CompositionHead.counts>`),
         ``restricted`` to the level's phase space as at sampling."""
-        return self.composition.log_pmf(
-            z_y, n, self.composition_allowed if restricted else None
-        )
+        return self.composition.log_pmf(z_y, n, self.composition_allowed if restricted else None)
 
     def multiplicity_log_pmf(self, z_y: Tensor, kind: str | None = None) -> Tensor:
         """``log p(n | z_y)`` ``(B, K)`` for ``n = 0 .. K - 1`` of head ``kind`` (default the

@@ -458,7 +458,10 @@ class ParticleLevel:
         """
         k = self.shape[0]
         n, nb, ne, nm = np.meshgrid(
-            np.arange(k), np.arange(k), np.arange(max_leptons + 1), np.arange(max_leptons + 1),
+            np.arange(k),
+            np.arange(k),
+            np.arange(max_leptons + 1),
+            np.arange(max_leptons + 1),
             indexing="ij",
         )
         allowed = nb + ne + nm <= n
