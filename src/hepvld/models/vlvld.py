@@ -43,11 +43,12 @@ assignment of the *true* particle level (:meth:`ParticleLevel.candidate_slots
 loaded, the batch's ``candidate_slots (B, 5)``; not a parton match), in units of
 ``config.vlvld_candidate_scale`` (10 GeV), through the pseudo-Huber
 ``rho(d) = 2 (sqrt(1 + d^2) - 1)`` (``d^2`` near 0, ``2 |d|`` far: an untrained decoder's
-candidates, 50–100 GeV off, do not swamp the other terms). Against the truth's own candidate masses, not
-the W / top pole masses: the true particle-level candidates are spread by the jets'
-resolution (widths 9–20 GeV, benchmarks/README.md), and a pole-mass penalty would pull the
-draws narrower than the truth; this one is zero at the truth and conditions on nothing but
-the event's own objects. Events without a true pseudo-top contribute 0.
+candidates, 50–100 GeV off, do not swamp the other terms). Against the truth's own
+candidate masses, not the W / top pole masses: the true particle-level candidates are
+spread by the jets' resolution (widths 9–20 GeV, benchmarks/README.md), and a pole-mass
+penalty would pull the draws narrower than the truth; this one is zero at the truth and
+conditions on nothing but the event's own objects. Events without a true pseudo-top
+contribute 0.
 
 Sampling draws ``n`` first (inverse CDF at ``Phi(noise[..., K, 0])``: the last row of the
 initial noise ``(K + 1, D)`` is the multiplicity's), then the ``n + 1`` slots with any
@@ -58,9 +59,9 @@ allows (:meth:`~hepvld.targets.particle.ParticleLevel.composition_support`: in t
 ``p(n_b, n_e, n_mu | n, z_y)`` restricted the same way (inverse CDF at
 ``Phi(noise[..., K, 1])``; for ``D = 1`` the residual of the multiplicity's uniform), and
 the decoded slots are typed by :func:`~hepvld.models.composition.assign_types` under that
-composition, so every draw's type composition lies inside the phase space; draws depend only on the
-initial (and, for ``ddpm``, per-step) noise, so :func:`hepvld.unfold` draws are
-reproducible per ``(seed, event number)``.
+composition, so every draw's type composition lies inside the phase space. Draws depend
+only on the initial (and, for ``ddpm``, per-step) noise, so :func:`hepvld.unfold` draws
+are reproducible per ``(seed, event number)``.
 
 Registered as ``vl-vld`` (unconditional VAE), ``uc-vl-vld`` and ``c-vl-vld``
 (``config.variant`` ``vld`` / ``uc-vld`` / ``c-vld``), all on the ``particle`` level.
@@ -507,9 +508,10 @@ class VLVLD(ConditionalGenerator):
                 "(hepvld.data.prepare_data adds them for the particle level)"
             )
         valid = (slots >= 0).all(-1)
-        m_hat = masses(self.to_physical(x_hat), slots)
+        # float32 whatever the autocast: the masses are differences of squares
+        m_hat = masses(self.to_physical(x_hat.float()), slots)
         with torch.no_grad():
-            m_true = masses(self.to_physical(x), slots)
+            m_true = masses(self.to_physical(x.float()), slots)
         scale = self.config.vlvld_candidate_scale
         d2 = ((m_hat - m_true) / scale).square()
         term = (2.0 * ((1.0 + d2).sqrt() - 1.0)).sum(-1)
