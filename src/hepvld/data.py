@@ -382,7 +382,9 @@ def prepare_data(
 
     ``train``/``val`` are dicts of float32 / bool numpy arrays in the model's input space
     (``objects (B, N, F)``, ``mask (B, N)``, ``globals (B, G)``, ``targets (B, K, H)``
-    standardised by the level's preprocessing, ``target_mask (B, K)``, ``weights (B,)``).
+    standardised by the level's preprocessing, ``target_mask (B, K)``, ``weights (B,)``; a
+    level with ``candidate_slots`` (``particle``) adds ``candidate_slots (B, 5)`` int64, the
+    pseudo-top assignment of the true targets).
     ``preprocessing`` (a checkpoint's metadata with ``detector_preprocessor`` and
     ``target_preprocessor``) is reused instead of refitting. The test part of the split
     is never touched.
@@ -435,10 +437,12 @@ def prepare_data(
         det_pre = DetectorPreprocessor.from_state_dict(preprocessing["detector_preprocessor"])
         tgt_pre = target_level.preprocessing(preprocessing["target_preprocessor"])
 
+    candidate_slots = getattr(target_level, "candidate_slots", None)
+
     def arrays(part: EventTensors) -> dict[str, np.ndarray]:
         assert part.targets is not None and part.target_mask is not None
         objects, globals_ = det_pre.transform(part.objects, part.mask, part.globals)
-        return {
+        out = {
             "objects": np.asarray(objects, np.float32),
             "mask": part.mask,
             "globals": np.asarray(globals_, np.float32),
@@ -446,6 +450,11 @@ def prepare_data(
             "target_mask": part.target_mask,
             "weights": np.asarray(part.weights, np.float32),
         }
+        if candidate_slots is not None:
+            # once per load: the pseudo-top assignment of the true targets (VL-VLD's
+            # candidate term reads it, hepvld.models.vlvld)
+            out["candidate_slots"] = candidate_slots(part.targets, part.target_mask)
+        return out
 
     state = {
         "detector_preprocessor": det_pre.state_dict(),

@@ -34,6 +34,7 @@ import vector
 from hepvld.features.particle_level import OBJECT_TYPES
 
 __all__ = [
+    "ASSIGNMENT_ROLES",
     "MAX_BJETS",
     "MAX_JETS",
     "PSEUDO_TOP_FIELDS",
@@ -42,6 +43,7 @@ __all__ = [
     "detector_objects",
     "neutrino_from_met",
     "pseudo_top",
+    "pseudo_top_assignment",
 ]
 
 vector.register_awkward()
@@ -54,6 +56,8 @@ MAX_JETS: int = 8
 MAX_BJETS: int = 4
 #: Momentum4D fields of :func:`pseudo_top`'s records.
 PSEUDO_TOP_FIELDS: tuple[str, ...] = ("t_had", "t_lep", "W_had", "W_lep", "ttbar")
+#: Roles of :func:`pseudo_top_assignment`'s columns.
+ASSIGNMENT_ROLES: tuple[str, ...] = ("b_had", "b_lep", "q1", "q2", "lepton")
 
 
 def _type_index(t: ak.Array) -> ak.Array:
@@ -83,15 +87,24 @@ def _add(*ps: dict[str, Any]) -> dict[str, Any]:
     return {k: sum(p[k] for p in ps) for k in ("px", "py", "pz", "E")}
 
 
-def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
-    """:func:`pseudo_top` on ``(B, var)`` objects and ``(B,)`` event records."""
+def _best_assignment(objects: ak.Array, event: ak.Array) -> dict[str, Any]:
+    """The K²-minimising assignment of ``(B, var)`` objects and ``(B,)`` event records.
+
+    Returns the candidates' four-momenta of every combination (``t_had, t_lep, W_had,
+    W_lep``; per combination, jagged ``(B, var)``), ``best`` (``(B, 1)`` index of the
+    chosen combination, ``None`` where there is none) and the positions (in the input
+    order of ``objects``) of each combination's ``b_had, b_lep, q1, q2`` and of the lepton.
+    """
     t = _type_index(objects["type"])
+    position = ak.local_index(objects, axis=1)
     order = ak.argsort(objects.pt, axis=1, ascending=False, stable=True)
-    objects, t = objects[order], t[order]
+    objects, t, position = objects[order], t[order], position[order]
     is_jet = t <= 1
     jets = objects[is_jet][:, :MAX_JETS]
+    jet_position = position[is_jet][:, :MAX_JETS]
     jet_is_b = (t[is_jet] == 0)[:, :MAX_JETS]
     lep = ak.firsts(objects[t >= 2], axis=1)
+    lep_position = ak.firsts(position[t >= 2], axis=1)
     nu = event.nu
     b_index = ak.local_index(jets, axis=1)[jet_is_b][:, :MAX_BJETS]
     bb = ak.cartesian([b_index, b_index], axis=1)
@@ -101,16 +114,28 @@ def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
     used = (combo.q["0"] == combo.b["0"]) | (combo.q["0"] == combo.b["1"])
     used = used | (combo.q["1"] == combo.b["0"]) | (combo.q["1"] == combo.b["1"])
     combo = combo[~used]
-    bh = _four(jets[combo.b["0"]])
-    bl = _four(jets[combo.b["1"]])
-    q1 = _four(jets[combo.q["0"]])
-    q2 = _four(jets[combo.q["1"]])
+    parts = {"b_had": combo.b["0"], "b_lep": combo.b["1"], "q1": combo.q["0"], "q2": combo.q["1"]}
+    bh, bl, q1, q2 = (_four(jets[i]) for i in parts.values())
     wl = _add(_four(lep), _four(nu))
     wh = _add(q1, q2)
     th = _add(wh, bh)
     tl = _add(wl, bl)
     k2 = (_mass(th) - TOP_MASS) ** 2 + (_mass(wh) - W_MASS) ** 2 + (_mass(tl) - TOP_MASS) ** 2
-    best = ak.argmin(k2, axis=1, keepdims=True)
+    return {
+        "t_had": th,
+        "t_lep": tl,
+        "W_had": wh,
+        "W_lep": wl,
+        "best": ak.argmin(k2, axis=1, keepdims=True),
+        "positions": {k: jet_position[i] for k, i in parts.items()},
+        "lepton": lep_position,
+    }
+
+
+def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
+    """:func:`pseudo_top` on ``(B, var)`` objects and ``(B,)`` event records."""
+    a = _best_assignment(objects, event)
+    best = a["best"]
 
     def pick(c: dict[str, Any]) -> dict[str, np.ndarray]:
         return {
@@ -118,14 +143,14 @@ def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
             for k, v in c.items()
         }
 
-    th_, tl_, wh_ = pick(th), pick(tl), pick(wh)
+    th_, tl_, wh_ = pick(a["t_had"]), pick(a["t_lep"]), pick(a["W_had"])
     wl_ = {
         k: np.where(
             np.isfinite(th_["E"]),
             np.asarray(ak.to_numpy(ak.fill_none(v, np.nan)), np.float64),
             np.nan,
         )
-        for k, v in wl.items()
+        for k, v in a["W_lep"].items()
     }
     tt = _add(th_, tl_)
     return ak.zip(
@@ -139,6 +164,35 @@ def _flat_pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:
         },
         depth_limit=1,
     )
+
+
+def pseudo_top_assignment(objects: ak.Array, event: ak.Array) -> np.ndarray:
+    """Which objects the pseudo-top (:func:`pseudo_top`) assigns to which role.
+
+    Parameters
+    ----------
+    objects
+        ``(B, var)`` ``Momentum4D`` objects with a ``type`` field, in any order.
+    event
+        ``(B,)`` records with ``nu`` (``Momentum4D``).
+
+    Returns
+    -------
+    np.ndarray
+        ``(B, 5)`` int64: the positions in ``objects[b]`` (its input order) of
+        :data:`ASSIGNMENT_ROLES` ``(b_had, b_lep, q1, q2, lepton)`` — ``W_had = q1 + q2``,
+        ``t_had = W_had + b_had``, ``W_lep = lepton + ν``, ``t_lep = W_lep + b_lep`` —
+        and ``-1`` in every column of an event without a pseudo-top.
+    """
+    a = _best_assignment(objects, event)
+    best = a["best"]
+    cols = [ak.firsts(a["positions"][r][best], axis=1) for r in ASSIGNMENT_ROLES[:4]]
+    out = np.stack(
+        [np.asarray(ak.to_numpy(ak.fill_none(c, -1)), np.int64) for c in cols], axis=-1
+    ).reshape(len(objects), 4)
+    lepton = np.asarray(ak.to_numpy(ak.fill_none(a["lepton"], -1)), np.int64)
+    valid = (out >= 0).all(-1) & (lepton >= 0)
+    return np.where(valid[:, None], np.concatenate([out, lepton[:, None]], axis=-1), -1)
 
 
 def pseudo_top(objects: ak.Array, event: ak.Array) -> ak.Array:

@@ -120,6 +120,34 @@ class ModelConfig(Config):
     vlvld_multiplicity_weight: float = field(
         default=1.0, metadata={"help": "VL-VLD: weight of the multiplicity NLL in the loss"}
     )
+    vlvld_types: Literal["independent", "joint"] = field(
+        default="joint",
+        metadata={
+            "help": "VL-VLD: how a draw's object types are chosen: 'joint' (the default) draws "
+            "the composition (n_b, n_e, n_mu | n, y) from a head trained on the detector "
+            "condition, inside the level's phase space, then types the slots by a "
+            "constrained argmax of their decoded type probabilities; 'independent' (the "
+            "behaviour before this option, and of checkpoints without the head) takes each "
+            "slot's own argmax (hepvld.models.composition)"
+        },
+    )
+    vlvld_composition_weight: float = field(
+        default=1.0,
+        metadata={"help": "VL-VLD: weight of the type-composition NLL in the loss"},
+    )
+    vlvld_candidate_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "VL-VLD: weight of the pseudo-top candidate term: pseudo-Huber of the "
+            "differences of the decoded W_had, W_lep, t_had, t_lep masses built from the slots "
+            "of the true particle level's pseudo-top assignment and the true ones, in units "
+            "of vlvld_candidate_scale (0: off; hepvld.models.vlvld)"
+        },
+    )
+    vlvld_candidate_scale: float = field(
+        default=10.0,
+        metadata={"help": "VL-VLD: GeV unit of the candidate term's mass differences"},
+    )
     vlvld_schedule_hidden: int = field(
         default=16,
         metadata={"help": "VL-VLD: width of each slot's monotone noise-schedule network"},
@@ -179,7 +207,17 @@ class ModelConfig(Config):
             "'gamma' or 'categorical'",
         )
         self.check(self.vlvld_schedule_hidden >= 0, "vlvld_schedule_hidden", ">= 0")
-        for name in ("ldm_prior_weight", "flow_noise", "vlvld_multiplicity_weight"):
+        self.check(
+            self.vlvld_types in ("independent", "joint"), "vlvld_types", "'independent' or 'joint'"
+        )
+        self.check(self.vlvld_candidate_scale > 0, "vlvld_candidate_scale", "> 0")
+        for name in (
+            "ldm_prior_weight",
+            "flow_noise",
+            "vlvld_multiplicity_weight",
+            "vlvld_composition_weight",
+            "vlvld_candidate_weight",
+        ):
             self.check(getattr(self, name) >= 0, name, ">= 0")
         self.check(self.gamma_min < self.gamma_max, "gamma_min", f"< gamma_max={self.gamma_max}")
 

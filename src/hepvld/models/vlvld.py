@@ -18,7 +18,11 @@ loss:
   network, exact :math:`\gamma_k'`; :class:`~hepvld.diffusion.SlotSchedule`);
 * a **multiplicity predictor** ``p(n | z_y)`` (:mod:`hepvld.models.multiplicity`): both a
   rounded Gamma and a categorical head are trained, ``config.vlvld_multiplicity`` names
-  the one that draws ``n`` (the other learns on a detached condition, for comparison).
+  the one that draws ``n`` (the other learns on a detached condition, for comparison);
+* a **type-composition head** ``p(n_b, n_e, n_mu | n, z_y)``
+  (:mod:`hepvld.models.composition`), so that a draw's types are drawn together
+  (``config.vlvld_types = "joint"``, the default) instead of slot by slot
+  (``"independent"``: each slot's argmax; the head then trains on a detached condition).
 
 Loss per event (summed over real slots ``k <= n`` only; the talk's eq. 12)::
 
@@ -28,12 +32,36 @@ Loss per event (summed over real slots ``k <= n`` only; the talk's eq. 12)::
       + sum_k KL(q(z_k | x) || p(z_k | z_0,k))                      vae
       + 1/2 sum_k gamma_k'(t) ||eps_k - eps_hat_k||^2               diffusion
       + lambda_N * (-log p(n | z_y))                                multiplicity
+      + lambda_T * (-log p(n_b, n_e, n_mu | n, z_y))                composition
+      + lambda_W * sum_c rho((m_c(dec) - m_c(x)) / s_W)             candidate
+
+The candidate term (``config.vlvld_candidate_weight`` = lambda_W, default 0: off) compares
+the masses of the pseudo-top candidates ``c = W_had, W_lep, t_had, t_lep`` of the decoder
+output and of the truth, both built from the same slots: those of the pseudo-top
+assignment of the *true* particle level (:meth:`ParticleLevel.candidate_slots
+<hepvld.targets.particle.ParticleLevel.candidate_slots>`, computed once when the data are
+loaded, the batch's ``candidate_slots (B, 5)``; not a parton match), in units of
+``config.vlvld_candidate_scale`` (10 GeV), through the pseudo-Huber
+``rho(d) = 2 (sqrt(1 + d^2) - 1)`` (``d^2`` near 0, ``2 |d|`` far: an untrained decoder's
+candidates, 50–100 GeV off, do not swamp the other terms). Against the truth's own
+candidate masses, not the W / top pole masses: the true particle-level candidates are
+spread by the jets' resolution (widths 9–20 GeV, benchmarks/README.md), and a pole-mass
+penalty would pull the draws narrower than the truth; this one is zero at the truth and
+conditions on nothing but the event's own objects. Events without a true pseudo-top
+contribute 0.
 
 Sampling draws ``n`` first (inverse CDF at ``Phi(noise[..., K, 0])``: the last row of the
 initial noise ``(K + 1, D)`` is the multiplicity's), then the ``n + 1`` slots with any
-registered sampler on the per-slot schedule, and decodes; draws depend only on the
-initial (and, for ``ddpm``, per-step) noise, so :func:`hepvld.unfold` draws are
-reproducible per ``(seed, event number)``.
+registered sampler on the per-slot schedule, and decodes. With ``vlvld_types = "joint"``
+``n`` is drawn from ``p(n | z_y)`` restricted to the multiplicities the level's phase space
+allows (:meth:`~hepvld.targets.particle.ParticleLevel.composition_support`: in the
+``detector`` phase space one lepton, ≥ 4 jets, ≥ 2 b-jets), the composition from
+``p(n_b, n_e, n_mu | n, z_y)`` restricted the same way (inverse CDF at
+``Phi(noise[..., K, 1])``; for ``D = 1`` the residual of the multiplicity's uniform), and
+the decoded slots are typed by :func:`~hepvld.models.composition.assign_types` under that
+composition, so every draw's type composition lies inside the phase space. Draws depend
+only on the initial (and, for ``ddpm``, per-step) noise, so :func:`hepvld.unfold` draws
+are reproducible per ``(seed, event number)``.
 
 Registered as ``vl-vld`` (unconditional VAE), ``uc-vl-vld`` and ``c-vl-vld``
 (``config.variant`` ``vld`` / ``uc-vld`` / ``c-vld``), all on the ``particle`` level.
@@ -45,8 +73,10 @@ Shapes: ``B`` events, ``N`` detector objects, ``C`` condition size, ``K`` slots
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -69,12 +99,15 @@ from hepvld.models.base import (
     ModelIO,
     randn,
 )
+from hepvld.models.composition import CompositionHead, assign_types, inverse_cdf
 from hepvld.models.config import ModelConfig
 from hepvld.models.multiplicity import KINDS, MultiplicityHead
 from hepvld.models.registry import register
 from hepvld.nn import SinusoidalEmbedding, SlotTransformer
 
 __all__ = ["FAMILY_VARIANTS", "VLVLD"]
+
+log = logging.getLogger(__name__)
 
 #: Registered VL-VLD names -> ``ModelConfig.variant`` (which VAE parts see the detector).
 FAMILY_VARIANTS: dict[str, str] = {"vl-vld": "vld", "uc-vl-vld": "uc-vld", "c-vl-vld": "c-vld"}
@@ -107,6 +140,8 @@ class VLVLD(ConditionalGenerator):
 
     name = "vl-vld"
     fixed_length = False
+    composition: CompositionHead
+    composition_allowed: Tensor  # (K, O) bool: the compositions a draw may have per n
 
     def __init__(self, config: ModelConfig, io: ModelIO) -> None:
         level = io.target_level
@@ -162,7 +197,56 @@ class VLVLD(ConditionalGenerator):
         self.multiplicity = nn.ModuleDict(
             {kind: MultiplicityHead(self.condition_dim, slots - 1, kind) for kind in KINDS}
         )
+        self.composition = CompositionHead(self.condition_dim, slots - 1)
+        self.register_buffer(
+            "composition_allowed", self._composition_support(level), persistent=False
+        )
+        #: How draws are typed: ``config.vlvld_types``, or ``"independent"`` for a
+        #: checkpoint without the composition head (see :meth:`_upgrade_composition`).
+        self.types: str = c.vlvld_types
+        self._register_load_state_dict_pre_hook(self._upgrade_composition)
         self._log_std_offset = 0.5 * c.gamma_min
+
+    def _composition_support(self, level: Any) -> Tensor:
+        """``(K, O)`` bool: the compositions a draw may have for each ``n`` (the level's
+        ``composition_support`` if it has one, else every feasible one)."""
+        feasible = self.composition.feasible
+        support = getattr(level, "composition_support", None)
+        if support is None:
+            return feasible.clone()
+        table = torch.as_tensor(support(self.composition.max_leptons), dtype=torch.bool)
+        allowed = table.reshape(feasible.shape) & feasible
+        if not allowed.any():
+            log.warning(
+                "the level %r allows no type composition with %d object slots: drawing every "
+                "feasible one",
+                getattr(level, "name", level),
+                feasible.shape[0] - 1,
+            )
+            return feasible.clone()
+        return allowed
+
+    def upgrade_state_dict(self, state: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``state`` of a checkpoint written before the composition head, completed (see
+        :meth:`_upgrade_composition`); read by
+        :func:`hepvld.training.checkpoint.load_state_checked` before its key check."""
+        self._upgrade_composition(state, "")
+        return state
+
+    def _upgrade_composition(self, state: dict[str, Tensor], prefix: str, *args: Any) -> None:
+        """Read checkpoints written before the composition head: its weights are kept as
+        built and draws are typed slot by slot (``types = "independent"``), as they were."""
+        own = self.composition.state_dict()
+        if all(prefix + "composition." + k in state for k in own):
+            return
+        for key, value in own.items():
+            state.setdefault(prefix + "composition." + key, value.detach().clone())
+        if self.types != "independent":
+            log.warning(
+                "checkpoint without the type-composition head: draws are typed slot by slot "
+                "(vlvld_types='independent'), as when it was trained"
+            )
+        self.types = "independent"
 
     # ------------------------------------------------------------------ parts
     @property
@@ -264,7 +348,10 @@ class VLVLD(ConditionalGenerator):
             ``continuous`` and ``type_ce``), ``mse``, ``consistency``, ``vae``, ``diffusion``,
             ``multiplicity`` (the drawing head's NLL) and ``multiplicity_<kind>`` for each
             head (the other head trains on a detached condition; its NLL is in ``loss`` but
-            reaches only its own weights).
+            reaches only its own weights), ``composition`` (the type-composition NLL; on a
+            detached condition unless ``types == "joint"``) and ``candidate`` (0 unless
+            ``config.vlvld_candidate_weight > 0``, which needs the batch's
+            ``candidate_slots (B, 5)``).
         """
         x = batch["targets"]
         if x.ndim != 3:
@@ -288,6 +375,9 @@ class VLVLD(ConditionalGenerator):
             drawing = kind == self.config.vlvld_multiplicity
             heads[kind] = head.nll(cond.event if drawing else cond.event.detach(), n, generator)
         multiplicity = heads[self.config.vlvld_multiplicity]
+        z_types = cond.event if self.types == "joint" else cond.event.detach()
+        composition = self.composition.nll(z_types, n, self.type_counts(x, mask))
+        candidate = self.candidate(x_hat, x, batch.get("candidate_slots"))
         reconstruction = continuous + type_ce
         c = self.config
         total = (
@@ -297,6 +387,8 @@ class VLVLD(ConditionalGenerator):
             + latent["vae"]
             + latent["diffusion"]
             + c.vlvld_multiplicity_weight * sum(heads.values())
+            + c.vlvld_composition_weight * composition
+            + c.vlvld_candidate_weight * candidate
         )
         terms = {
             "prior": latent["prior"],
@@ -309,6 +401,8 @@ class VLVLD(ConditionalGenerator):
             "diffusion": latent["diffusion"],
             "multiplicity": multiplicity,
             **{f"multiplicity_{kind}": v for kind, v in heads.items()},
+            "composition": composition,
+            "candidate": candidate,
         }
         return self.loss_dict(total, terms, batch.get("weights"))
 
@@ -388,7 +482,48 @@ class VLVLD(ConditionalGenerator):
         value = self.level.consistency(physical, mask, scale=self.config.consistency_scale)
         return torch.as_tensor(value, dtype=x_hat.dtype, device=x_hat.device)
 
+    def type_counts(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``(B, 3)`` int64 ``(n_b, n_e, n_mu)`` of targets ``x (B, K, H)`` (one-hot types)
+        over the real object slots of ``mask (B, K)``."""
+        types = x[:, 1:, self.type_columns].argmax(-1)
+        real = mask[:, 1:]
+        return torch.stack([((types == t) & real).sum(-1) for t in (0, 2, 3)], dim=-1)
+
+    def candidate(self, x_hat: Tensor, x: Tensor, slots: Tensor | None) -> Tensor:
+        """The pseudo-top candidate term ``(B,)`` (module docstring) of a decoder output
+        ``x_hat (B, K, H)`` against preprocessed targets ``x (B, K, H)``, on the true
+        pseudo-top assignment ``slots (B, 5)`` (``-1``: none, the term is 0); zeros when
+        ``config.vlvld_candidate_weight`` is 0."""
+        if self.config.vlvld_candidate_weight == 0:
+            return x_hat.new_zeros(x_hat.shape[0])
+        masses = getattr(self.level, "candidate_masses", None)
+        if masses is None:
+            raise ValueError(
+                f"vlvld_candidate_weight > 0 needs a level with candidate_masses; "
+                f"{getattr(self.level, 'name', self.level)!r} has none"
+            )
+        if slots is None:
+            raise ValueError(
+                "vlvld_candidate_weight > 0 needs the batch's candidate_slots (B, 5) "
+                "(hepvld.data.prepare_data adds them for the particle level)"
+            )
+        valid = (slots >= 0).all(-1)
+        # float32 whatever the autocast: the masses are differences of squares
+        m_hat = masses(self.to_physical(x_hat.float()), slots)
+        with torch.no_grad():
+            m_true = masses(self.to_physical(x.float()), slots)
+        scale = self.config.vlvld_candidate_scale
+        d2 = ((m_hat - m_true) / scale).square()
+        term = (2.0 * ((1.0 + d2).sqrt() - 1.0)).sum(-1)
+        return torch.where(valid, term, torch.zeros_like(term))
+
     # ------------------------------------------------------------------ sampling
+    def composition_log_pmf(self, z_y: Tensor, n: Tensor, *, restricted: bool = True) -> Tensor:
+        """``log p(n_b, n_e, n_mu | n, z_y)`` ``(B, O)`` (index order of
+        :meth:`CompositionHead.counts <hepvld.models.composition.CompositionHead.counts>`),
+        ``restricted`` to the level's phase space as at sampling."""
+        return self.composition.log_pmf(z_y, n, self.composition_allowed if restricted else None)
+
     def multiplicity_log_pmf(self, z_y: Tensor, kind: str | None = None) -> Tensor:
         """``log p(n | z_y)`` ``(B, K)`` for ``n = 0 .. K - 1`` of head ``kind`` (default the
         configured one), from the event condition ``z_y (B, C)``."""
@@ -410,7 +545,9 @@ class VLVLD(ConditionalGenerator):
         (row ``K``), diffuse the ``n + 1`` slots (rows ``0 .. K - 1``), decode.
 
         Returns preprocessed values ``(M, K, H)`` (types one-hot, padded slots 0) and the
-        slot mask ``(M, K)``. ``multiplicity`` names the head that draws ``n`` (default the
+        slot mask ``(M, K)``. With ``types == "joint"`` the composition is drawn too (row
+        ``K``, column 1) and the slots typed under it (module docstring); else each slot
+        takes its own argmax. ``multiplicity`` names the head that draws ``n`` (default the
         configured one). ``step_noise(step, z)`` gives ddpm's per-step noise of the
         ``(M, K + 1, D)`` noise row (the slots' rows are used) or like ``z``.
         """
@@ -424,7 +561,12 @@ class VLVLD(ConditionalGenerator):
 
         head = self.multiplicity[multiplicity or self.config.vlvld_multiplicity]
         assert isinstance(head, MultiplicityHead)
-        n = head.sample(condition.event, torch.special.ndtr(noise[:, k, 0].float()))
+        u_n = torch.special.ndtr(noise[:, k, 0].float())
+        counts = None
+        if self.types == "joint":
+            n, counts = self._draw_composition(head, condition.event, u_n, noise[:, k])
+        else:
+            n = head.sample(condition.event, u_n)
         slots = torch.arange(k, device=noise.device)
         mask = slots[None, :] <= n[:, None]
         context = self.context(condition)
@@ -451,12 +593,37 @@ class VLVLD(ConditionalGenerator):
         alpha_0, _ = alpha_sigma_from_gamma(gamma_0)
         out = self.decode(z_0 / alpha_0, mask, context)
         tc = self.type_columns
-        types = F.one_hot(out[:, 1:, tc].argmax(-1), self.n_types).to(out.dtype)
+        if counts is None:
+            type_index = out[:, 1:, tc].argmax(-1)
+        else:
+            type_index = assign_types(out[:, 1:, tc], mask[:, 1:], counts)
+        types = F.one_hot(type_index, self.n_types).to(out.dtype)
         out = torch.cat(
             [out[:, :1], torch.cat([out[:, 1:, : tc.start], types, out[:, 1:, tc.stop :]], -1)],
             dim=1,
         )
         return out.masked_fill(~mask.unsqueeze(-1), 0.0), mask
+
+    def _draw_composition(
+        self, head: MultiplicityHead, z_y: Tensor, u_n: Tensor, row: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``n (M,)`` and the composition ``(M, 3)`` of each draw (``types == "joint"``):
+        ``n`` from ``p(n | z_y)`` restricted to the multiplicities with an allowed
+        composition, at uniforms ``u_n (M,)``; the composition at ``Phi(row[:, 1])`` of the
+        noise row ``row (M, D)`` (for ``D = 1``: the residual ``(u_n - F(n - 1)) / p(n)``,
+        uniform and independent of ``n``)."""
+        allowed = self.composition_allowed
+        log_pmf = head.log_pmf(z_y).masked_fill(~allowed.any(-1), float("-inf"))
+        log_pmf = torch.log_softmax(log_pmf, dim=-1)
+        n = inverse_cdf(log_pmf, u_n)
+        if row.shape[-1] >= 2:
+            u_c = torch.special.ndtr(row[:, 1].float())
+        else:
+            cdf = log_pmf.double().exp().cumsum(-1)
+            below = torch.where(n > 0, cdf.gather(-1, (n - 1).clamp_min(0)[:, None])[:, 0], 0.0)
+            p_n = log_pmf.double().exp().gather(-1, n[:, None])[:, 0]
+            u_c = ((u_n.double() * cdf[:, -1] - below) / p_n).clamp(0.0, 1.0).float()
+        return n, self.composition.sample(z_y, n, u_c, allowed)
 
     def generate(
         self,

@@ -45,6 +45,7 @@ from hepvld.physics.kinematics import LOG_E_MAX
 from hepvld.targets.base import TargetTensors, register_level
 
 __all__ = [
+    "CANDIDATES",
     "EVENT_FEATURES",
     "EVENT_SLOT",
     "N_CONTINUOUS",
@@ -89,6 +90,8 @@ TYPE_COLUMNS: slice = slice(N_CONTINUOUS, N_CONTINUOUS + len(OBJECT_TYPES))
 N_EVENT_FEATURES: int = len(EVENT_FEATURES)
 #: Index of the event slot.
 EVENT_SLOT: int = 0
+#: Pseudo-top candidates of :meth:`ParticleLevel.candidate_masses`, in its column order.
+CANDIDATES: tuple[str, ...] = ("W_had", "W_lep", "t_had", "t_lep")
 #: Names of the phase-space options and the object cuts of each.
 PHASE_SPACES: dict[str, SelectionCuts] = {"detector": PAPER_CUTS, "wide": WIDE_CUTS}
 
@@ -441,6 +444,110 @@ class ParticleLevel:
             },
             depth_limit=1,
         )
+
+    # -- type composition and pseudo-top candidates -------------------------------------
+    def composition_support(self, max_leptons: int = 2) -> np.ndarray:
+        """Type compositions a draw may have, ``(K, K, L, L)`` bool with ``L = max_leptons + 1``,
+        indexed ``[n, n_b, n_e, n_mu]`` (``n`` objects of which ``n_b`` b-jets, ``n_e``
+        electrons, ``n_mu`` muons; the rest light jets).
+
+        Every composition with ``n_b + n_e + n_mu <= n``; in the ``detector`` phase space
+        (the model trains only on events passing it) also the event cuts of
+        :meth:`truth_selection`: exactly one lepton, ``>= min_jets`` jets, ``>= min_btags``
+        b-jets (so that no drawn composition lies outside what the model was trained on).
+        """
+        k = self.shape[0]
+        n, nb, ne, nm = np.meshgrid(
+            np.arange(k),
+            np.arange(k),
+            np.arange(max_leptons + 1),
+            np.arange(max_leptons + 1),
+            indexing="ij",
+        )
+        allowed = nb + ne + nm <= n
+        if self.phase_space == "detector":
+            cuts = PAPER_CUTS
+            allowed &= (ne + nm == 1) & (n - 1 >= cuts.min_jets) & (nb >= cuts.min_btags)
+        return allowed
+
+    def candidate_slots(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The pseudo-top assignment of physical targets ``values (B, K, 9)``, ``mask (B, K)``.
+
+        The assignment of :func:`~hepvld.features.particle_pseudotop.pseudo_top_assignment`
+        (the K² of the pseudo-top definition applied to *these* objects: for the true
+        particle level, the pseudo-top assignment of the true objects — not a match to the
+        partons) as slot indices.
+
+        Returns
+        -------
+        np.ndarray
+            ``(B, 5)`` int64 slot indices (``1 .. K-1``) of ``(b_had, b_lep, q1, q2,
+            lepton)`` (:data:`~hepvld.features.particle_pseudotop.ASSIGNMENT_ROLES`), ``-1``
+            in every column of an event without a pseudo-top.
+        """
+        from hepvld.features.particle_pseudotop import pseudo_top_assignment
+
+        values = np.asarray(values, np.float64)
+        mask = np.asarray(mask, bool)
+        if values.ndim != 3 or values.shape[1:] != self.shape or mask.shape != values.shape[:2]:
+            raise ValueError(
+                f"candidate_slots: values (B, {self.shape[0]}, {_H}) and mask (B, "
+                f"{self.shape[0]}) expected, got {values.shape} and {mask.shape}"
+            )
+        if len(values) == 0:
+            return np.zeros((0, 5), np.int64)
+        obj, real = values[:, 1:], mask[:, 1:]
+        # real object slots come first (the level's layout), so list position = slot - 1
+        counts = real.sum(-1)
+        mass = np.maximum(np.expm1(np.minimum(obj[..., 4], LOG_E_MAX)), 0.0)
+        objects = ak.unflatten(
+            ak.zip(
+                {
+                    "px": obj[..., 0][real],
+                    "py": obj[..., 1][real],
+                    "pz": obj[..., 2][real],
+                    "mass": mass[real],
+                    "type": np.argmax(obj[..., TYPE_COLUMNS], axis=-1)[real].astype(np.int8),
+                },
+                with_name="Momentum4D",
+            ),
+            counts,
+        )
+        ev = values[:, EVENT_SLOT]
+        nu = ak.zip(
+            {"px": ev[:, 3], "py": ev[:, 4], "pz": ev[:, 5], "E": ev[:, 6]},
+            with_name="Momentum4D",
+        )
+        positions = pseudo_top_assignment(objects, ak.zip({"nu": nu}, depth_limit=1))
+        return np.where(positions >= 0, positions + 1, -1)
+
+    def candidate_masses(self, values: Any, slots: Any) -> Any:
+        """Masses ``(..., 4)`` of :data:`CANDIDATES` ``(W_had, W_lep, t_had, t_lep)`` built from
+        the slots ``slots (..., 5)`` (:meth:`candidate_slots`) of physical torch
+        ``values (..., K, 9)``, in GeV.
+
+        Objects are on shell with their own mass (``E = sqrt(p² + M²)``, ``M = exp(log(M+1))
+        − 1``, the convention of the records and hence of the evaluated pseudo-top), the
+        neutrino is the event slot's ``(px, py, pz, E)``; ``M = sqrt(max(M², 1 GeV²))`` (a
+        finite gradient). Rows with ``-1`` slots give the masses of slot 0's columns: mask
+        them with ``(slots >= 0).all(-1)``. Differentiable.
+        """
+        import torch
+
+        idx = slots.long().clamp_min(0)
+        picked = torch.gather(
+            values, -2, idx.unsqueeze(-1).expand(*idx.shape, values.shape[-1])
+        )  # (..., 5, H)
+        p = picked[..., :3]
+        m = picked[..., 4].clamp(max=LOG_E_MAX).expm1().clamp_min(0.0)
+        e = (p.square().sum(-1) + m.square()).clamp_min(1e-12).sqrt()
+        four = torch.cat([p, e.unsqueeze(-1)], dim=-1)  # (..., 5, 4) px py pz E
+        b_had, b_lep, q1, q2, lep = four.unbind(-2)
+        nu = values[..., EVENT_SLOT, 3:7]
+        w_had, w_lep = q1 + q2, lep + nu
+        cands = torch.stack([w_had, w_lep, w_had + b_had, w_lep + b_lep], dim=-2)
+        m2 = cands[..., 3].square() - cands[..., :3].square().sum(-1)
+        return m2.clamp_min(1.0).sqrt()
 
     # -- physics ---------------------------------------------------------------------
     def consistency(self, values: Any, mask: Any, *, scale: float = 1.0) -> Any:

@@ -483,7 +483,13 @@ def check_unfolding_meta(extra: Mapping[str, Any], where: str | os.PathLike[str]
 
 def load_state_checked(model: nn.Module, state: Mapping[str, Tensor], where: Any) -> None:
     """``model.load_state_dict(state)`` with a :class:`CheckpointError` naming the first
-    missing / unexpected / mis-shaped tensors (weights of another model)."""
+    missing / unexpected / mis-shaped tensors (weights of another model).
+
+    A model with ``upgrade_state_dict(state) -> state`` first completes the state of a
+    checkpoint written by an earlier version (e.g. VL-VLD's type-composition head)."""
+    upgrade = getattr(model, "upgrade_state_dict", None)
+    if callable(upgrade):
+        state = upgrade(dict(state))
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
