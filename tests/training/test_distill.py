@@ -129,6 +129,19 @@ def test_one_round_reproduces_two_teacher_steps(teacher: tuple) -> None:
     assert errors["student"] < 0.5 * errors["teacher, one step"], errors
 
 
+def test_max_time_is_shared_by_the_rounds(teacher: tuple) -> None:
+    net, data = teacher
+    config = DistillConfig(
+        steps=1, teacher_steps=8, steps_per_round=10**6, batch_size=32, max_time=0.3
+    )
+    result = distil(net, data, config)
+    assert [r.student_steps for r in result.rounds] == [4, 2, 1]
+    for entry in result.rounds:  # stopped by the clock, not by steps_per_round
+        assert 1 <= entry.optimiser_steps < 10**6
+        assert entry.wall_s < 5.0
+    assert sorted(result.students) == [1, 2, 4]
+
+
 # ----------------------------------------------------------------------------- 4 steps
 def test_four_step_draws_match_the_teachers_64_step_ddim(teacher: tuple) -> None:
     """Per latent component, mean and std of the distilled 4-step draws equal those of the

@@ -77,8 +77,9 @@ class DistillConfig:
     spacing
         Time grid of the teacher (``uniform`` in t or ``logsnr``); halving keeps it.
     max_time
-        Wall-clock seconds for all rounds together (None: no limit); each round gets the
-        time left divided by the rounds left.
+        Wall-clock seconds for all rounds together, from the first round's first step
+        (None: no limit); each round gets the time left divided by the rounds left, and
+        takes at least one step.
     grad_clip
         Clip the gradient norm at this value (None: off).
     seed
@@ -335,21 +336,21 @@ def distil(
     student.eval()  # no dropout: the student matches deterministic teacher steps
     teacher = teacher_of(None)
     result = DistillResult({}, {}, [])
-    start = time.monotonic()
+    start: float | None = None
     n_events = len(data)
     try:
         for index, (n_teacher, n_student) in enumerate(plan):
             stride = config.teacher_steps // n_teacher
             grid = full_grid[::stride]
             gamma_grid = gamma_fn.values[::stride]
-            budget = None
-            if config.max_time is not None:
-                budget = max(config.max_time - (time.monotonic() - start), 0.0) / (
-                    len(plan) - index
-                )
             student.requires_grad_(True)
             opt = torch.optim.Adam(student.parameters(), lr=config.lr)
             t0 = time.monotonic()
+            # the clock starts here: the first Adam imports torch machinery (seconds)
+            start = t0 if start is None else start
+            budget = None
+            if config.max_time is not None:
+                budget = max(config.max_time - (t0 - start), 0.0) / (len(plan) - index)
             curve: list[tuple[int, float]] = []
             window: list[float] = []
             step = 0
