@@ -19,6 +19,12 @@ per-event initial noise for every setting) and compared with the evaluation libr
   between two maps of one noise sample (0 at convergence); DDPM draws fresh noise per
   step, so its value includes the sampling noise of two independent samples.
 
+With ``--distilled 1 2 4 8`` the run's distilled students (``RUN/distilled/steps-N``,
+written by ``hepvld distill RUN``) are measured too, as sampler ``distilled``: their
+``W1 vs`` column is the distance to the **teacher's** draws with ``--distilled-reference``
+(``ddim``, the sampler a student is distilled from) at the largest step count, from the
+same noise.
+
 Prints a Markdown table (``--json`` also writes the rows).
 """
 
@@ -81,6 +87,19 @@ def main() -> None:
         default=[10, 20, 50, 100, 1000],
         help="step counts; the largest is the reference of 'W1 vs ref'",
     )
+    p.add_argument(
+        "--distilled",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also the distilled students of these step counts (RUN/distilled/steps-N)",
+    )
+    p.add_argument(
+        "--distilled-reference",
+        default="ddim",
+        choices=sorted(SAMPLERS),
+        help="teacher sampler whose draws at the largest --steps the students are compared to",
+    )
     p.add_argument("--batch-size", type=int, default=1024, help="events per network call")
     p.add_argument("--n-boot", type=int, default=100, help="bootstrap replicates of the errors")
     p.add_argument("--seed", type=int, default=0, help="seed of the draws and the bootstrap")
@@ -124,34 +143,48 @@ def main() -> None:
     steps = sorted(set(args.steps))
     ref_steps = steps[-1]
     rows = []
-    for name in args.samplers:
+
+    def run(name: str, k: int) -> tuple[np.ndarray, float]:
+        t0 = time.perf_counter()
+        d, ok = unfold_draws(
+            data,
+            model,
+            n_samples=args.n_samples,
+            sampler=name,
+            steps=k,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+        )
+        wall = time.perf_counter() - t0
+        if not ok.all():
+            raise SystemExit(f"{int((~ok).sum())} events failed the model's selection")
+        print(f"  {name:9s} {k:5d} steps: {wall:7.1f} s", flush=True)
+        return d[:, 0], wall
+
+    teacher_ref: np.ndarray | None = None
+    groups = [(name, steps) for name in args.samplers]
+    if args.distilled:
+        groups.append(("distilled", sorted(set(args.distilled))))
+    for name, counts in groups:
         draws: dict[int, np.ndarray] = {}
         times: dict[int, float] = {}
-        for k in steps:
-            t0 = time.perf_counter()
-            d, ok = unfold_draws(
-                data,
-                model,
-                n_samples=args.n_samples,
-                sampler=name,
-                steps=k,
-                batch_size=args.batch_size,
-                seed=args.seed,
-                device=args.device,
-            )
-            times[k] = time.perf_counter() - t0
-            if not ok.all():
-                raise SystemExit(f"{int((~ok).sum())} events failed the model's selection")
-            draws[k] = d[:, 0]
-            print(f"  {name:8s} {k:5d} steps: {times[k]:7.1f} s", flush=True)
-        for k in steps:
+        for k in counts:
+            draws[k], times[k] = run(name, k)
+        if name == args.distilled_reference:
+            teacher_ref = draws[ref_steps]
+        if name == "distilled":
+            if teacher_ref is None:
+                teacher_ref, _ = run(args.distilled_reference, ref_steps)
+            reference = teacher_ref
+        else:
+            reference = draws[ref_steps]
+        for k in counts:
             vs_truth = _w1(
                 compare_samples(draws[k], truth, w, w, paired=True, n_boot=args.n_boot, rng=rng)
             )
             vs_ref = _w1(
-                compare_samples(
-                    draws[k], draws[ref_steps], w, w, paired=True, n_boot=args.n_boot, rng=rng
-                )
+                compare_samples(draws[k], reference, w, w, paired=True, n_boot=args.n_boot, rng=rng)
             )
             n_bad = int((~np.isfinite(draws[k])).any(axis=1).sum())
             rows.append(
@@ -162,6 +195,8 @@ def main() -> None:
                     "w1_truth_err": vs_truth[1],
                     "w1_ref": vs_ref[0],
                     "w1_ref_err": vs_ref[1],
+                    "reference": f"{args.distilled_reference if name == 'distilled' else name}"
+                    f" {ref_steps}",
                     "floor": floor[0],
                     "floor_err": floor[1],
                     "wall_s": times[k],
@@ -173,12 +208,18 @@ def main() -> None:
     print(f"| sampler | steps | W1 vs truth (sum 55) | W1 vs {ref_steps} steps | wall [s] |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        vs_ref = "(reference)" if r["steps"] == ref_steps else _fmt((r["w1_ref"], r["w1_ref_err"]))
+        own_ref = r["sampler"] != "distilled" and r["steps"] == ref_steps
+        vs_ref = "(reference)" if own_ref else _fmt((r["w1_ref"], r["w1_ref_err"]))
         print(
             f"| {r['sampler']} | {r['steps']} | {_fmt((r['w1_truth'], r['w1_truth_err']))} | "
             f"{vs_ref} | {r['wall_s']:.1f} |"
         )
     print(f"| truth floor ({floor_src}) | | {_fmt(floor)} | | |")
+    if args.distilled:
+        print(
+            f"\n`distilled` rows: W1 vs the teacher's {args.distilled_reference} draws at "
+            f"{ref_steps} steps (same noise); steps = NFE."
+        )
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -205,7 +205,8 @@ def unfold(
         Posterior draws ``S`` per event.
     sampler, steps
         A :class:`~hepvld.diffusion.SamplerSpec`, or a sampler name (``ddpm``, ``ddim``,
-        ``pndm``, ``dpmpp2m``) with its number of steps (default 50).
+        ``pndm``, ``dpmpp2m``, or ``distilled``: the run's student of ``hepvld distill``
+        with that many steps, ``RUN/distilled/steps-N``) with its number of steps (default 50).
     batch_size
         Events per network call (``batch_size * n_samples`` draws at once); default:
         :func:`hepvld.runtime.auto_batch_size` for the device.

@@ -167,7 +167,8 @@ class UnfoldingProcessor(processor.ProcessorABC):
         Posterior draws ``S`` per event (the ``draw`` axis has ``S`` bins).
     sampler, steps
         A :class:`~hepvld.diffusion.SamplerSpec`, or a sampler name (``ddpm``, ``ddim``,
-        ``pndm``, ``dpmpp2m``) and its number of steps (default 20). Every sampler is
+        ``pndm``, ``dpmpp2m``, or ``distilled``: a student of ``hepvld distill`` in the run
+        directory) and its number of steps (default 20). Every sampler is
         reproducible per ``(seed, event number)``.
     seed
         With the event numbers, fixes every draw: results do not depend on chunking or

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import hepvld
-from hepvld.cli import demo, evaluate, generate, train, unfold
+from hepvld.cli import demo, distill, evaluate, generate, train, unfold
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -51,14 +51,15 @@ def test_python_m_shims_and_dispatcher_run_the_cli_modules() -> None:
     assert shim.returncode == 0, shim.stderr
     assert "usage: python -m hepvld.unfold" in shim.stdout
     assert "(default: 100)" in shim.stdout  # --n-samples shows its default
-    assert "{ddim,ddpm,dpmpp2m,pndm}" in shim.stdout  # --sampler restricted to the registry
+    # --sampler restricted to the registry (and the distilled students' name)
+    assert "{ddim,ddpm,distilled,dpmpp2m,pndm}" in shim.stdout
 
     top = _python_m("hepvld", "--version")
     assert top.returncode == 0 and top.stdout.strip() == f"hepvld {hepvld.__version__}"
 
     listed = _python_m("hepvld", "--help")
     assert listed.returncode == 0
-    for command in ("generate", "train", "unfold", "evaluate", "demo"):
+    for command in ("generate", "train", "distill", "unfold", "evaluate", "demo"):
         assert f"  {command} " in listed.stdout
 
     typo = _python_m("hepvld", "trian")
@@ -66,7 +67,8 @@ def test_python_m_shims_and_dispatcher_run_the_cli_modules() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["hepvld.train", "hepvld.evaluate", "hepvld.demo", "hepvld.generate"]
+    "module",
+    ["hepvld.train", "hepvld.distill", "hepvld.evaluate", "hepvld.demo", "hepvld.generate"],
 )
 def test_library_modules_still_run_their_cli(module: str) -> None:
     out = _python_m(module, "--help")
@@ -81,7 +83,7 @@ def test_console_scripts_point_at_the_cli_modules() -> None:
         "scripts"
     ]
     assert scripts["hepvld"] == "hepvld.cli:main"
-    for command in ("train", "unfold", "evaluate", "generate", "demo"):
+    for command in ("train", "distill", "unfold", "evaluate", "generate", "demo"):
         module, _, func = scripts[f"hepvld-{command}"].partition(":")
         assert module == f"hepvld.cli.{command}" and func == "main"
         assert callable(getattr(importlib.import_module(module), func))
@@ -98,6 +100,7 @@ def test_console_scripts_point_at_the_cli_modules() -> None:
         (unfold, ["x.root", "-c", "run", "-o", "y.root", "--sample", "5"], "--sample", "--sampler"),
         (evaluate, ["-c", "run", "-d", "x.root", "-o", "r", "--step", "5"], "--step", "--steps"),
         (demo, ["--train-step", "5"], "--train-step", "--train-steps"),
+        (distill, ["run", "--teacher-step", "8"], "--teacher-step", "--teacher-steps"),
     ],
 )
 def test_abbreviations_are_refused_with_a_suggestion(
@@ -131,7 +134,7 @@ def test_no_flags_do_not_read_as_off_by_default(capsys: pytest.CaptureFixture[st
 
 
 def test_every_parser_refuses_abbreviations() -> None:
-    for cli in (generate, train, unfold, evaluate, demo):
+    for cli in (generate, train, distill, unfold, evaluate, demo):
         assert cli.build_parser().allow_abbrev is False
 
 
@@ -190,6 +193,12 @@ def test_unfold_errors(
         capsys,
         "Nope",
     )
+
+
+def test_distill_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_run = tmp_path / "no-run"
+    _fails(distill, [str(no_run)], capsys, str(no_run))
+    _fails(distill, [str(no_run), "--steps", "4", "--teacher-steps", "48"], capsys, "48")
 
 
 def test_unfold_debug_prints_the_traceback(

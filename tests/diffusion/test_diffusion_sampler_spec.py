@@ -89,3 +89,30 @@ def test_spec_validates() -> None:
         SamplerSpec("ddim", 3, "karras")  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
         SamplerSpec().steps = 3  # type: ignore[misc]
+
+
+def test_spec_accepts_the_distilled_name_which_needs_a_student() -> None:
+    from hepvld.diffusion import DISTILLED, SAMPLER_NAMES, get_sampler
+
+    spec = SamplerSpec(DISTILLED, 4)
+    assert DISTILLED in SAMPLER_NAMES and DISTILLED not in SAMPLERS
+    assert not spec.stochastic
+    schedule = FixedLinearSchedule()
+    noise = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="not a plain eps_fn"):
+        spec.run(_eps, schedule.gamma, noise)
+
+    class Student:  # what hepvld.models.student.StudentEps carries
+        distilled_steps, times = 4, timesteps(4)
+
+        def __call__(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return _eps(z, t)
+
+    torch.testing.assert_close(
+        spec.run(Student(), schedule.gamma, noise),
+        SAMPLERS["ddim"](_eps, schedule.gamma, noise, steps=4),
+    )
+    with pytest.raises(ValueError, match="takes 4 steps on its own grid"):
+        get_sampler(DISTILLED)(Student(), schedule.gamma, noise, steps=8)
+    with pytest.raises(ValueError, match="distilled"):
+        SamplerSpec("distiled", 4)

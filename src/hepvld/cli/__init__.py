@@ -5,6 +5,7 @@ command     what it does                          module
 =========== ===================================== ===================
 generate    Pythia 8 + detector -> ROOT file      :mod:`hepvld.cli.generate`
 train       train an unfolding model              :mod:`hepvld.cli.train`
+distill     few-step sampler by distillation      :mod:`hepvld.cli.distill`
 unfold      posterior draws -> ROOT file          :mod:`hepvld.cli.unfold`
 evaluate    report: distances, calibration, plots :mod:`hepvld.cli.evaluate`
 iterate     iterative unfolding (prior updates)   :mod:`hepvld.cli.iterate`
@@ -29,6 +30,7 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, str] = {
     "generate": "generate semi-leptonic tt̄ events (Pythia 8, fastjet, CMS-like detector)",
     "train": "train an unfolding model on ROOT files with parton-level truth",
+    "distill": "distil a trained diffusion model into a few-step sampler (RUN/distilled)",
     "unfold": "write posterior draws of the 11 partons for detector-level events",
     "evaluate": "evaluate trained models: distances, calibration, plots, HTML report",
     "iterate": "iterative unfolding: reweight the prior toward the unfolded data, fine-tune",

@@ -27,7 +27,7 @@ log = logging.getLogger("hepvld.evaluate")
 
 def build_parser(prog: str = "hepvld-evaluate") -> argparse.ArgumentParser:
     """The argument parser of ``hepvld evaluate``."""
-    from hepvld.diffusion.samplers import SAMPLERS
+    from hepvld.diffusion.samplers import SAMPLER_NAMES
 
     p = Parser(
         prog=prog,
@@ -76,7 +76,7 @@ def build_parser(prog: str = "hepvld-evaluate") -> argparse.ArgumentParser:
     p.add_argument(
         "--sampler",
         default="dpmpp2m",
-        choices=sorted(SAMPLERS),
+        choices=sorted(SAMPLER_NAMES),
         help="diffusion sampler",
     )
     p.add_argument("--steps", type=int, default=50, help="sampler steps")

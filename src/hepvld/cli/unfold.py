@@ -30,7 +30,7 @@ log = logging.getLogger("hepvld.unfold")
 
 def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
     """The argument parser of ``hepvld unfold``."""
-    from hepvld.diffusion.samplers import SAMPLERS
+    from hepvld.diffusion.samplers import SAMPLER_NAMES
     from hepvld.io.unfolded import COMPRESSION
 
     p = Parser(
@@ -60,7 +60,7 @@ def build_parser(prog: str = "hepvld-unfold") -> argparse.ArgumentParser:
     p.add_argument("--tree", default="Events", help="input tree name")
     p.add_argument("--n-samples", "-S", type=int, default=100, help="posterior draws per event")
     p.add_argument(
-        "--sampler", default="dpmpp2m", choices=sorted(SAMPLERS), help="diffusion sampler"
+        "--sampler", default="dpmpp2m", choices=sorted(SAMPLER_NAMES), help="diffusion sampler"
     )
     p.add_argument("--steps", type=int, default=50, help="sampler steps")
     p.add_argument(

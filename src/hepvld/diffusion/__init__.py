@@ -3,7 +3,8 @@
 Split as in k-diffusion / EDM: :mod:`~hepvld.diffusion.schedules` (γ(t) = −log SNR,
 variance preserving), :mod:`~hepvld.diffusion.losses` (VDM loss terms, pure functions)
 and :mod:`~hepvld.diffusion.samplers` (one shared signature, registry
-:data:`~hepvld.diffusion.samplers.SAMPLERS`).
+:data:`~hepvld.diffusion.samplers.SAMPLERS`); :mod:`~hepvld.diffusion.distillation` holds
+the maths of progressive distillation (the ``distilled`` sampler's students).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from hepvld.diffusion.losses import (
     sample_times,
 )
 from hepvld.diffusion.samplers import (
+    DISTILLED,
+    SAMPLER_NAMES,
     SAMPLERS,
     STOCHASTIC,
     GammaFn,
@@ -27,6 +30,7 @@ from hepvld.diffusion.samplers import (
     SamplerSpec,
     ddim,
     ddpm,
+    distilled,
     dpmpp2m,
     get_sampler,
     pndm,
@@ -42,7 +46,9 @@ from hepvld.diffusion.schedules import (
 )
 
 __all__ = [
+    "DISTILLED",
     "SAMPLERS",
+    "SAMPLER_NAMES",
     "STOCHASTIC",
     "CosineSchedule",
     "EpsFn",
@@ -59,6 +65,7 @@ __all__ = [
     "ddim",
     "ddpm",
     "diffuse",
+    "distilled",
     "dpmpp2m",
     "gaussian_kl",
     "get_sampler",

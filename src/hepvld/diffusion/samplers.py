@@ -20,6 +20,12 @@ Every sampler returns the state **at the last grid point** :math:`t = 0`, i.e. a
 ``steps`` for ``ddpm``, ``ddim``, ``dpmpp2m``; ``steps + 9`` for ``pndm``
 (``4 * steps`` when ``steps <= 3``).
 
+``distilled`` (:data:`DISTILLED`) is not a solver of :data:`SAMPLERS` but a name that
+:class:`SamplerSpec` accepts: DDIM on the grid of a progressive-distillation student
+(:mod:`hepvld.diffusion.distillation`), whose ``eps_fn`` the model supplies
+(:class:`hepvld.models.student.StudentEps`: a run's ``RUN/distilled/steps-N``); given any
+other ``eps_fn`` it refuses rather than silently run DDIM on the teacher.
+
 Samplers do not switch off autograd; call them under :func:`torch.no_grad` when sampling.
 """
 
@@ -36,7 +42,9 @@ from torch import Tensor
 from hepvld.diffusion.losses import EpsFn
 
 __all__ = [
+    "DISTILLED",
     "SAMPLERS",
+    "SAMPLER_NAMES",
     "STOCHASTIC",
     "GammaFn",
     "NoiseFn",
@@ -44,6 +52,7 @@ __all__ = [
     "SamplerSpec",
     "ddim",
     "ddpm",
+    "distilled",
     "dpmpp2m",
     "get_sampler",
     "pndm",
@@ -65,7 +74,9 @@ class SamplerSpec:
     Attributes
     ----------
     name
-        A key of :data:`SAMPLERS` (``ddpm``, ``ddim``, ``pndm``, ``dpmpp2m``).
+        One of :data:`SAMPLER_NAMES`: a key of :data:`SAMPLERS` (``ddpm``, ``ddim``,
+        ``pndm``, ``dpmpp2m``) or ``distilled`` (a run's distilled student, ``steps`` of
+        the student's grid).
     steps
         Number of steps ``T`` (>= 1).
     spacing
@@ -77,8 +88,10 @@ class SamplerSpec:
     spacing: Spacing = "uniform"
 
     def __post_init__(self) -> None:
-        if self.name not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.name!r}; choose one of {sorted(SAMPLERS)}")
+        if self.name not in SAMPLER_NAMES:
+            raise ValueError(
+                f"unknown sampler {self.name!r}; choose one of {sorted(SAMPLER_NAMES)}"
+            )
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
         if self.spacing not in ("uniform", "logsnr"):
@@ -106,7 +119,7 @@ class SamplerSpec:
     ) -> Tensor:
         """Run the sampler from ``noise (B, *E)`` on this spec's grid; returns :math:`z_0`."""
         times = self.times(gamma_fn, device=noise.device, dtype=noise.dtype)
-        return SAMPLERS[self.name](
+        return get_sampler(self.name)(
             eps_fn, gamma_fn, noise, times=times, noise_fn=noise_fn, generator=generator
         )
 
@@ -464,21 +477,72 @@ def dpmpp2m(
     return z
 
 
-#: Registered samplers by name.
+def distilled(
+    eps_fn: EpsFn,
+    gamma_fn: GammaFn,
+    noise: Tensor,
+    *,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    spacing: Spacing = "uniform",
+    times: Tensor | None = None,
+    noise_fn: NoiseFn | None = None,
+) -> Tensor:
+    r"""The distilled sampler: :func:`ddim` with a distilled student's ``eps_fn`` on its grid.
+
+    ``eps_fn`` must be a student's (an object with ``distilled_steps`` and ``times``, as
+    :class:`hepvld.models.student.StudentEps`; a model loaded with ``hepvld.load`` builds
+    it for ``SamplerSpec("distilled", steps)``), and the grid (``steps``/``spacing`` or
+    ``times``) must be the one it was distilled on.
+
+    Raises
+    ------
+    ValueError
+        A plain ``eps_fn`` (no student), or a grid the student was not distilled on.
+    """
+    student_steps = getattr(eps_fn, "distilled_steps", None)
+    student_times = getattr(eps_fn, "times", None)
+    if student_steps is None or student_times is None:
+        raise ValueError(
+            "the 'distilled' sampler runs a distilled student, not a plain eps_fn: load the "
+            "run with hepvld.load(RUN) after `hepvld distill RUN --steps N` and sample with "
+            "SamplerSpec('distilled', steps=N)"
+        )
+    t, _ = _grid(gamma_fn, noise, steps, spacing, times)
+    grid = student_times.to(device=t.device, dtype=t.dtype)
+    if len(t) != len(grid) or not torch.allclose(t, grid, rtol=0.0, atol=1e-6):
+        raise ValueError(
+            f"the distilled student takes {student_steps} steps on its own grid "
+            f"{[round(float(u), 6) for u in grid]}; got the grid "
+            f"{[round(float(u), 6) for u in t]}"
+        )
+    return ddim(eps_fn, gamma_fn, noise, times=grid)
+
+
+#: Registered samplers (ODE/SDE solvers for any ``eps_fn``) by name.
 SAMPLERS: dict[str, Sampler] = {"ddpm": ddpm, "ddim": ddim, "pndm": pndm, "dpmpp2m": dpmpp2m}
+#: The distilled sampler's name: accepted by :class:`SamplerSpec`, not a key of
+#: :data:`SAMPLERS` (it needs a model's student, see :func:`distilled`).
+DISTILLED = "distilled"
+#: Every name a :class:`SamplerSpec` (and ``--sampler``) accepts.
+SAMPLER_NAMES: tuple[str, ...] = (*SAMPLERS, DISTILLED)
 #: Samplers that draw noise on each step (per-event reproducible through ``noise_fn``).
 STOCHASTIC: tuple[str, ...] = ("ddpm",)
 
 
 def get_sampler(name: str) -> Sampler:
-    """The sampler registered under ``name`` in :data:`SAMPLERS`.
+    """The sampler of ``name``: a key of :data:`SAMPLERS`, or :data:`DISTILLED` (:func:`distilled`).
 
     Raises
     ------
     ValueError
         For an unknown name; the message lists the known ones.
     """
+    if name == DISTILLED:
+        return distilled
     try:
         return SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}") from None
+        raise ValueError(
+            f"unknown sampler {name!r}; choose one of {sorted(SAMPLER_NAMES)}"
+        ) from None

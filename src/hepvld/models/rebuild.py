@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -21,7 +22,7 @@ from hepvld.models.config import ModelConfig
 from hepvld.models.registry import build_model
 from hepvld.targets import level_from_meta
 
-__all__ = ["load_network", "model_io", "rebuild_model"]
+__all__ = ["load_network", "model_io", "rebuild_model", "run_directory"]
 
 
 def model_io(meta: Mapping[str, Any]) -> ModelIO:
@@ -54,7 +55,9 @@ def load_network(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """``(network in eval mode on device, meta["extra"] with "step")`` of a checkpoint.
 
-    The averaged (EMA) weights are used when present and ``use_ema``.
+    The averaged (EMA) weights are used when present and ``use_ema``. A diffusion
+    family's network also gets the run's distilled students (``RUN/distilled``,
+    :func:`hepvld.models.student.attach_students`).
     """
     from hepvld.training.checkpoint import check_unfolding_meta, load_model
 
@@ -62,7 +65,17 @@ def load_network(
         check_unfolding_meta(meta.get("extra", meta), checkpoint)
         return rebuild_model(meta)
 
+    from hepvld.models.student import attach_students
+
     net, ckpt = load_model(checkpoint, checked, use_ema=use_ema, device=device)
     meta = dict(ckpt.meta.get("extra", ckpt.meta))
     meta["step"] = ckpt.meta.get("step")
+    attach_students(net, run_directory(ckpt.path))
     return net, meta
+
+
+def run_directory(checkpoint_dir: str | os.PathLike[str]) -> Path:
+    """The run directory of a checkpoint directory: ``RUN`` of ``RUN/checkpoints/step_*``
+    (a checkpoint directory elsewhere is its own run directory)."""
+    path = Path(checkpoint_dir)
+    return path.parent.parent if path.parent.name == "checkpoints" else path

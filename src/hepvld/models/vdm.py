@@ -68,6 +68,15 @@ class VDM(ConditionalGenerator):
         total = terms["prior"] + terms["reconstruction"] + terms["diffusion"]
         return self.loss_dict(total, terms, batch.get("weights"))
 
+    @torch.no_grad()
+    def distillation_data(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z_y (B, C), x (B, X), zeros (B, X))``: the condition and the standardised
+        targets the diffusion is trained on (a point mass, std 0), for
+        :mod:`hepvld.training.distill`."""
+        x = self.flat_targets(batch)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
+        return z_y, x, torch.zeros_like(x)
+
     def generate(
         self,
         noise: Tensor,

@@ -239,6 +239,26 @@ class VLD(ConditionalGenerator):
         log_scale = self.decoder_log_scale.clamp_min(math.log(self.config.min_decoder_scale))
         return (0.5 * (x_hat - x).square() * torch.exp(-2.0 * log_scale) + log_scale).sum(-1)
 
+    @torch.no_grad()
+    def distillation_data(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor]:
+        """What the latent diffusion is trained on, for distilling it
+        (:mod:`hepvld.training.distill`): ``(z_y (B, C), mean (B, D), std (B, D))``.
+
+        ``z_y`` is the detector condition; ``N(mean, std^2)`` is the VAE posterior
+        ``q(z_x | x (, z_y))`` of the truth mapped to the diffused variable
+        ``w = (z_x - shift) / scale`` (running statistics). The diffusion terms of the
+        bound (and LDM's stage 2) are trained on draws of exactly this posterior, so the
+        model's latent prior ``p(z_0 | z_y)`` is fitted to them: distilling on them puts
+        the student's inputs ``z_t`` where the teacher was trained, and costs no teacher
+        sampling (the teacher's own draws would cost ``N`` ε-calls each and carry its
+        sampling error into the targets). Call in eval mode (running statistics, no dropout).
+        """
+        x = self.flat_targets(batch)
+        z_y = self.condition(batch["objects"], batch["mask"], batch["globals"]).event
+        mean, log_std = self.encode(x, z_y)
+        shift, scale = self.latent_statistics()
+        return z_y, (mean - shift) / scale, log_std.exp() / scale
+
     # ------------------------------------------------------------------ sampling
     def generate(
         self,

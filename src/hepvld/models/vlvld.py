@@ -551,6 +551,12 @@ class VLVLD(ConditionalGenerator):
         configured one). ``step_noise(step, z)`` gives ddpm's per-step noise of the
         ``(M, K + 1, D)`` noise row (the slots' rows are used) or like ``z``.
         """
+        if sampler.name not in SAMPLERS:
+            raise ValueError(
+                f"sampler {sampler.name!r} is not available for {self.name!r}: distilled "
+                "students exist for the fixed-length diffusion families only (vld, uc-vld, "
+                f"c-vld, ldm, vdm); choose one of {sorted(SAMPLERS)}"
+            )
         k = self.n_slots
         slot_noise = None
         if step_noise is not None:
