@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import awkward as ak
@@ -12,9 +13,11 @@ import uproot
 from hepvld.generate.selection import CUTS, selection_stage, stage_cutflow
 from hepvld.generate.writer import (
     COLLECTIONS,
+    PROVENANCE_KEY,
     SCALAR_BRANCHES,
     TREE_NAME,
     EventWriter,
+    compact,
     parse_compression,
 )
 
@@ -84,3 +87,31 @@ def test_writer_writes_a_ttree_with_the_schema(tmp_path: Path) -> None:
         assert tree["nJet"].array().tolist() == [0, 1, 2, 0, 0, 1, 2]
         assert tree["Jet_btagged"].typename == "bool[]"
         assert tree["event"].typename == "uint64_t"
+
+
+def _read(path: Path) -> tuple[dict[str, list[object]], int, str]:
+    with uproot.open(path) as f:
+        tree = f[TREE_NAME]
+        arrays = {name: tree[name].array(library="ak").tolist() for name in tree.keys()}
+        return arrays, tree["Jet_pt"].num_baskets, str(f[PROVENANCE_KEY])
+
+
+def test_a_finished_file_is_compacted_into_large_baskets(tmp_path: Path) -> None:
+    chunks = [_chunk(5), _chunk(3), _chunk(7)]
+    for i, chunk in enumerate(chunks):
+        chunk["event"] = np.arange(5 * i, 5 * i + len(chunk["event"]))
+    killed, done = tmp_path / "killed.root", tmp_path / "done.root"
+    for path, complete in ((killed, False), (done, True)):
+        writer = EventWriter(path, compression="zstd:1", provenance={"seed": 3})
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.close(complete=complete)
+    as_written, baskets, _ = _read(killed)  # an unfinished file keeps one basket per write
+    compacted, compacted_baskets, provenance = _read(done)
+    assert baskets == 3 and compacted_baskets == 1
+    assert compacted == as_written  # every branch, entry by entry
+    assert json.loads(provenance)["seed"] == 3 and json.loads(provenance)["complete"]
+    assert not list(tmp_path.glob(".*partial"))
+    assert not compact(done)  # already compact: left alone
+    assert compact(killed, basket_entries=10) and _read(killed)[1] == 2
+    assert _read(killed)[0] == as_written

@@ -33,11 +33,10 @@ import awkward as ak
 import numpy as np
 
 from hepvld.generate.writer import (
-    COLLECTIONS,
     PROVENANCE_KEY,
-    SCALAR_BRANCHES,
     TREE_NAME,
     EventWriter,
+    branches_of,
 )
 from hepvld.io.errors import HepvldIOError
 
@@ -116,13 +115,6 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _branches(arrays: ak.Array) -> dict[str, Any]:
-    out: dict[str, Any] = {name: ak.to_numpy(arrays[name]) for name in SCALAR_BRANCHES}
-    for coll, fields in COLLECTIONS.items():
-        out[coll] = ak.zip({f: arrays[f"{coll}_{f}"] for f in fields})
-    return out
-
-
 def read_chunks(path: Path, n_entries: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(chunk index, branches)`` of the first ``n_entries`` events of ``path``.
 
@@ -158,7 +150,7 @@ def read_chunks(path: Path, n_entries: int | None = None) -> Iterator[tuple[int,
     lumi = np.asarray(ak.to_numpy(arrays["luminosityBlock"]), dtype=np.int64)
     cuts = np.flatnonzero(np.diff(lumi)) + 1
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(lumi)]):
-        yield int(lumi[lo]), _branches(arrays[int(lo) : int(hi)])
+        yield int(lumi[lo]), branches_of(arrays[int(lo) : int(hi)])
 
 
 def parse_shard(text: str) -> tuple[int, int]:

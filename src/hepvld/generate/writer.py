@@ -20,13 +20,19 @@ import numpy as np
 import uproot
 
 __all__ = [
+    "BASKET_ENTRIES",
     "COLLECTIONS",
     "PROVENANCE_KEY",
     "SCALAR_BRANCHES",
     "TREE_NAME",
     "EventWriter",
+    "branches_of",
+    "compact",
     "parse_compression",
 ]
+
+#: Events per basket of a finished file (:func:`compact`).
+BASKET_ENTRIES = 100_000
 
 TREE_NAME = "Events"
 #: Key of the JSON provenance string (settings, seed, cut-flow) written on close.
@@ -138,6 +144,7 @@ class EventWriter:
         self.path = Path(path)
         self.provenance: dict[str, Any] = dict(provenance or {})
         self.n_written = 0
+        self.compression = compression
         self._file = uproot.recreate(self.path, compression=parse_compression(compression))
         self._tree = self._file.mktree(TREE_NAME, _branch_types(), title=TREE_NAME)
 
@@ -158,12 +165,20 @@ class EventWriter:
         self.n_written += n
 
     def close(self, *, complete: bool = True) -> None:
-        """Write the provenance string and close the file (idempotent)."""
+        """Write the provenance string and close the file (idempotent).
+
+        A complete file is then rewritten with baskets of :data:`BASKET_ENTRIES` events
+        (:func:`compact`): each ``write`` made one basket per branch (≈ 140 events for a
+        chunk of 1000 generated tt̄ events), and uproot pays ≈ 90 µs per basket when
+        reading, which made generated files read ≈ 10x slower than the tensors are built.
+        """
         if self._file.closed:
             return
         info = {**self.provenance, "events_written": self.n_written, "complete": complete}
         self._file[PROVENANCE_KEY] = json.dumps(info, sort_keys=True)
         self._file.close()
+        if complete:
+            compact(self.path, compression=self.compression)
 
     def __enter__(self) -> EventWriter:
         return self
@@ -175,3 +190,47 @@ class EventWriter:
         traceback: TracebackType | None,
     ) -> None:
         self.close(complete=exc_type is None)
+
+
+def branches_of(arrays: ak.Array) -> dict[str, Any]:
+    """The branches of events read back from a hepvld tree (``tree.arrays()``), in the
+    form :meth:`EventWriter.write` takes."""
+    out: dict[str, Any] = {name: ak.to_numpy(arrays[name]) for name in SCALAR_BRANCHES}
+    for coll, fields in COLLECTIONS.items():
+        out[coll] = ak.zip({f: arrays[f"{coll}_{f}"] for f in fields})
+    return out
+
+
+def compact(
+    path: str | os.PathLike[str],
+    *,
+    basket_entries: int = BASKET_ENTRIES,
+    compression: str | None = "zstd:5",
+) -> bool:
+    """Rewrite ``path``'s tree with baskets of ``basket_entries`` events; same entries,
+    values and provenance. The copy is written next to ``path`` and renamed over it, so a
+    kill leaves the original intact. Returns whether the file was rewritten (not when its
+    baskets are already as large).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.compact.partial")
+    with uproot.open(path) as f:
+        tree = f[TREE_NAME]
+        n = int(tree.num_entries)
+        if tree["event"].num_baskets <= max(1, -(-n // basket_entries)):
+            return False
+        provenance = str(f[PROVENANCE_KEY]) if PROVENANCE_KEY in f else None
+        try:
+            with uproot.recreate(tmp, compression=parse_compression(compression)) as out:
+                copy = out.mktree(TREE_NAME, _branch_types(), title=TREE_NAME)
+                for arrays in tree.iterate(step_size=basket_entries, library="ak"):
+                    copy.extend(
+                        {name: _conform(name, v) for name, v in branches_of(arrays).items()}
+                    )
+                if provenance is not None:
+                    out[PROVENANCE_KEY] = provenance
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, path)
+    return True
