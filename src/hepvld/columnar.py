@@ -109,20 +109,20 @@ def _entries(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def _objects(
-    chunk: ColumnChunk, coll: str, ok: np.ndarray, keep_event: np.ndarray, flag: Any
+    chunk: ColumnChunk, coll: str, ok: np.ndarray, keep_event: np.ndarray, flag: float | np.ndarray
 ) -> FlatObjects:
     """The objects ``ok`` of the events ``keep_event (B,)``, events renumbered 0..K-1."""
     new_row = np.where(keep_event, np.cumsum(keep_event) - 1, -1)
     row = np.repeat(new_row, np.diff(chunk.offsets[coll]))
     idx = np.flatnonzero(ok & (row >= 0))
     col = chunk.values[coll]
-    kin = [np.asarray(col[k][idx], dtype=np.float64) for k in _P4]
+    pt, eta, phi, mass = (np.asarray(col[k][idx], dtype=np.float64) for k in _P4)
     values = (
-        np.full(len(idx), float(flag))
-        if np.isscalar(flag)
+        np.full(len(idx), flag, dtype=np.float64)
+        if isinstance(flag, float)
         else np.asarray(np.asarray(flag)[idx], dtype=np.float64)
     )
-    return FlatObjects(row[idx], *kin, values)
+    return FlatObjects(row[idx], pt, eta, phi, mass, values)
 
 
 def _chain(chunk: ColumnChunk, rows: np.ndarray, tops: str) -> DecayChain:

@@ -159,18 +159,18 @@ def detector_tensors(
     for coll, ok, e_flag in ((events.Electron, e_ok, 1.0), (events.Muon, m_ok, 0.0)):
         keep = _flat(ok, bool)
         event = np.repeat(rows, ak.to_numpy(ak.num(ok, axis=1)))[keep]
-        kin = tuple(_flat(coll[k])[keep] for k in ("pt", "eta", "phi", "mass"))
-        leptons.append(FlatObjects(event, *kin, np.full(len(event), e_flag)))
+        pt, eta, phi, mass = (_flat(coll[k])[keep] for k in ("pt", "eta", "phi", "mass"))
+        leptons.append(FlatObjects(event, pt, eta, phi, mass, np.full(len(event), e_flag)))
     jet_ok = good_jets(events, cuts)
     keep = _flat(jet_ok, bool)
     event = np.repeat(rows, ak.to_numpy(ak.num(jet_ok, axis=1)))[keep]
     jets = events.Jet
-    kin = tuple(_flat(jets[k])[keep] for k in ("pt", "eta", "phi", "mass"))
+    pt, eta, phi, mass = (_flat(jets[k])[keep] for k in ("pt", "eta", "phi", "mass"))
     btag = _flat(jets.btagged, np.float64)[keep]
     return detector_tensors_flat(
         B,
         leptons,
-        FlatObjects(event, *kin, btag),
+        FlatObjects(event, pt, eta, phi, mass, btag),
         np.asarray(ak.to_numpy(events.MET.pt), dtype=np.float32),
         np.asarray(ak.to_numpy(events.MET.phi), dtype=np.float32),
         max_jets,

@@ -172,8 +172,8 @@ def _chunk(
     if jet is not None and "btagged" not in jet and "btagDeepFlavB" not in jet:
         return None  # _complete raises MissingBranchError
     _complete(cols, n, offset + lo, where, btag_wp)
-    for out, fields in cols.items():
-        arrays = {f: np.asarray(v) for f, v in fields.items()}
+    for out, values in cols.items():
+        arrays = {f: np.asarray(v) for f, v in values.items()}
         if not all(values_clean(out, f, v) for f, v in arrays.items()):
             return None  # check_values would report or repair something
         chunk.values[out] = {f: v for f, v in arrays.items() if f in wanted[out]}

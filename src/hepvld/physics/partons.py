@@ -478,7 +478,8 @@ def chain_targets(
     for name, parts in DERIVED.items():
         total = p4[parts[0]]
         for part in parts[1:]:
-            total = tuple(a + b for a, b in zip(total, p4[part]))  # type: ignore[assignment]
+            q = p4[part]
+            total = (total[0] + q[0], total[1] + q[1], total[2] + q[2], total[3] + q[3])
         p4[name] = total
         px, py, pz, e = total
         m2 = e * e - (px * px + py * py + pz * pz)
