@@ -85,3 +85,19 @@ def test_cartesian_targets_match_vector(history: bool) -> None:
     rest = np.setdiff1d(np.arange(55), cancel)
     np.testing.assert_array_equal(new[:, rest], ref[:, rest])
     np.testing.assert_allclose(new[:, cancel], ref[:, cancel], rtol=0, atol=1e-10)
+
+
+def test_fast_lexsort_equals_lexsort() -> None:
+    from hepvld.features.detector import _lexsort_event_pt
+
+    rng = np.random.default_rng(2)
+    for k in range(20):
+        event = np.sort(rng.integers(0, 50, 300))
+        if k % 4 == 1:
+            event = rng.integers(0, 50, 300)  # not grouped
+        pt = rng.choice([0.0, -0.0, 12.5, 40.0, 1e-3, 7e4], 300)
+        if k % 4 == 2:
+            pt = rng.exponential(40.0, 300)  # not float32: the general lexsort
+        if k % 4 == 3:
+            pt = pt.astype(np.float32).astype(np.float64) * np.where(rng.random(300) < 0.1, -1, 1)
+        np.testing.assert_array_equal(_lexsort_event_pt(event, pt), np.lexsort((-pt, event)))

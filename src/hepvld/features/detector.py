@@ -101,6 +101,27 @@ def _scatter(objects: np.ndarray, rows: np.ndarray, slots: Any, features: list) 
     objects.reshape(-1, objects.shape[-1])[rows * objects.shape[1] + slots] = block
 
 
+def _lexsort_event_pt(event: np.ndarray, pt: np.ndarray) -> np.ndarray:
+    """``np.lexsort((-pt, event))``, ~10x faster where ``pt`` holds finite float32 values
+    (as read from files) and ``0 <= event < 2**32``: one stable sort of the uint64 key
+    ``event << 32 | monotone bits of float32(-pt)`` (-0.0 made 0.0, a tie like lexsort's)."""
+    neg = -pt + 0.0
+    as32 = neg.astype(np.float32)
+    exact = (
+        len(pt)
+        and np.isfinite(pt).all()
+        and (as32 == neg).all()
+        and event.min() >= 0
+        and event.max() < 2**32
+    )
+    if not exact:
+        return np.lexsort((-pt, event))
+    bits = as32.view(np.int32).astype(np.int64)
+    mono = np.where(bits < 0, ~bits & 0x7FFFFFFF, bits | 0x80000000).astype(np.uint64)
+    key = (np.asarray(event).astype(np.uint64) << np.uint64(32)) | mono
+    return np.argsort(key, kind="stable")
+
+
 def _sorted_within(event: np.ndarray, pt: np.ndarray) -> bool:
     """Events non-decreasing and ``pt`` non-increasing within each event (no NaN)."""
     if len(pt) < 2:
@@ -116,7 +137,7 @@ def _ranked(event: np.ndarray, pt: np.ndarray, n_events: int) -> tuple[np.ndarra
     if _sorted_within(event, pt):  # as files store jets: the lexsort is the identity
         order = np.arange(len(pt))
     else:
-        order = np.lexsort((-pt, event))
+        order = _lexsort_event_pt(event, pt)
     starts = np.cumsum(counts) - counts
     rank = np.arange(len(order)) - np.repeat(starts, counts)
     return order, rank
