@@ -24,17 +24,18 @@ from hepvld.data import load_tensors
 def main() -> None:
     p = Parser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=50_000)
+    p.add_argument("--reader", default="auto", help="load_tensors reader: auto, columnar, events")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.root"
         build_file(path, args.events)
-        load_tensors(path)  # warm caches
+        load_tensors(path, reader=args.reader)  # warm caches
         t0 = time.perf_counter()
-        load_tensors(path)
+        load_tensors(path, reader=args.reader)
         plain = time.perf_counter() - t0
         print(f"load_tensors {plain:.2f} s -> {args.events / plain:.0f} events/s (no profiler)")
         prof = cProfile.Profile()
-        prof.runcall(load_tensors, path)
+        prof.runcall(load_tensors, path, reader=args.reader)
         out = Path(tmp) / "reader.prof"
         prof.dump_stats(out)
         import sys

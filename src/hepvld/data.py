@@ -244,6 +244,7 @@ def load_tensors(
     step_size: int = 200_000,
     level: str | TargetLevel = "parton",
     include_misses: bool = False,
+    reader: str = "auto",
     **open_kwargs: Any,
 ) -> EventTensors:
     """Read, select and convert events to tensors.
@@ -275,6 +276,14 @@ def load_tensors(
         Also keep events that fail the detector selection but pass the truth selection
         (misses, ``pass_detector`` False) for efficiency studies; by default only
         detector-selected events are returned (fakes included, flagged).
+    reader
+        ``"auto"`` (default): the columnar path (:mod:`hepvld.columnar`: only the needed
+        branches, flat arrays, the same tensors) where it covers the input (ROOT files,
+        parton level or no truth), else the event path; ``"events"``: always the event
+        path (event records of :func:`hepvld.io.iterate_events`); ``"columnar"``: the
+        columnar path or a ``ValueError`` saying why not. The columnar path does not
+        read, hence does not validate, branches the tensors do not use (``GenJet_*``,
+        ...).
     **open_kwargs
         Passed to :func:`hepvld.io.iterate_events` (``tree``, ``schema``, ...).
 
@@ -285,20 +294,66 @@ def load_tensors(
     """
     from hepvld.io import iterate_events
 
+    if reader not in ("auto", "columnar", "events"):
+        raise ValueError(f"reader={reader!r}; choose 'auto', 'columnar' or 'events'")
     target_level = get_level(level)
-    parts = [
-        _tensors_of(chunk, max_jets, require_truth, target_level, include_misses)
-        for chunk in iterate_events(
-            source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
+    why = None
+    if reader != "events":
+        from hepvld.columnar import unsupported
+
+        why = unsupported(source, target_level, require_truth, open_kwargs)
+        if why is not None and reader == "columnar":
+            raise ValueError(f"reader='columnar' does not cover this input: {why}")
+    if reader != "events" and why is None:
+        parts = _columnar_parts(
+            source,
+            max_jets,
+            require_truth,
+            target_level,
+            include_misses,
+            step_size,
+            entry_stop,
+            open_kwargs,
         )
-    ]
-    out = (
-        EventTensors.concatenate(parts)
-        if parts
-        else EventTensors.empty(max_jets, require_truth, target_level)
-    )
+    else:
+        parts = [
+            _tensors_of(chunk, max_jets, require_truth, target_level, include_misses)
+            for chunk in iterate_events(
+                source, step_size=step_size, entry_stop=entry_stop, **open_kwargs
+            )
+        ]
+    if len(parts) == 1:
+        out = parts[0]  # the same arrays as concatenate() would copy
+    elif parts:
+        out = EventTensors.concatenate(parts)
+    else:
+        out = EventTensors.empty(max_jets, require_truth, target_level)
     _log_loaded(source, out)
     return out
+
+
+def _columnar_parts(
+    source: Any,
+    max_jets: int,
+    require_truth: bool,
+    level: TargetLevel,
+    include_misses: bool,
+    step_size: int,
+    entry_stop: int | None,
+    open_kwargs: dict[str, Any],
+) -> list[EventTensors]:
+    from hepvld.columnar import tensors_of_columns, wanted
+    from hepvld.io.columns import iterate_columns
+
+    parts = []
+    for chunk in iterate_columns(
+        source, wanted(require_truth), step_size=step_size, entry_stop=entry_stop, **open_kwargs
+    ):
+        if chunk.events is not None:  # handed to the event reader (module hepvld.io.columns)
+            parts.append(_tensors_of(chunk.events, max_jets, require_truth, level, include_misses))
+        else:
+            parts.append(tensors_of_columns(chunk, max_jets, require_truth, level))
+    return parts
 
 
 def _log_loaded(source: Any, out: EventTensors) -> None:

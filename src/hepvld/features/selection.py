@@ -19,7 +19,17 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-__all__ = ["PAPER_CUTS", "Cutflow", "SelectionCuts", "good_jets", "good_leptons", "select"]
+__all__ = [
+    "PAPER_CUTS",
+    "Cutflow",
+    "SelectionCuts",
+    "detector_cutflow",
+    "good_jets",
+    "good_leptons",
+    "object_ok",
+    "select",
+    "truth_cut",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,11 +164,17 @@ class SelectionCuts:
 PAPER_CUTS = SelectionCuts()
 
 
+def object_ok(pt: Any, eta: Any, pt_min: float, eta_max: float) -> Any:
+    """``(pt > pt_min) & (|eta| < eta_max)``, elementwise on awkward or numpy arrays
+    (the one definition used by the jagged and the columnar selection)."""
+    return (pt > pt_min) & (abs(eta) < eta_max)
+
+
 def good_leptons(events: Any, cuts: SelectionCuts = PAPER_CUTS) -> tuple[ak.Array, ak.Array]:
     """Jagged boolean masks of selected electrons and muons (pT, |η|, isolation)."""
     e, m = events.Electron, events.Muon
-    e_ok = (e.pt > cuts.lepton_pt_min) & (abs(e.eta) < cuts.lepton_eta_max)
-    m_ok = (m.pt > cuts.lepton_pt_min) & (abs(m.eta) < cuts.lepton_eta_max)
+    e_ok = object_ok(e.pt, e.eta, cuts.lepton_pt_min, cuts.lepton_eta_max)
+    m_ok = object_ok(m.pt, m.eta, cuts.lepton_pt_min, cuts.lepton_eta_max)
     if "pfRelIso03_all" in ak.fields(e):
         e_ok = e_ok & (e.pfRelIso03_all < cuts.electron_iso_max)
     if "pfRelIso04_all" in ak.fields(m):
@@ -169,7 +185,7 @@ def good_leptons(events: Any, cuts: SelectionCuts = PAPER_CUTS) -> tuple[ak.Arra
 def good_jets(events: Any, cuts: SelectionCuts = PAPER_CUTS) -> ak.Array:
     """Jagged boolean mask of selected jets (pT, |η|)."""
     j = events.Jet
-    return (j.pt > cuts.jet_pt_min) & (abs(j.eta) < cuts.jet_eta_max)
+    return object_ok(j.pt, j.eta, cuts.jet_pt_min, cuts.jet_eta_max)
 
 
 def select(
@@ -200,38 +216,76 @@ def select(
         if "genWeight" in ak.fields(events)
         else np.ones(n)
     )
-    cf = Cutflow()
-    cf.add("all events", n, float(w.sum()))
     e_ok, m_ok = good_leptons(events, cuts)
     n_lep = ak.to_numpy(ak.sum(e_ok, axis=1) + ak.sum(m_ok, axis=1))
+    j_ok = good_jets(events, cuts)
+    n_jet = ak.to_numpy(ak.sum(j_ok, axis=1))
+    n_b = ak.to_numpy(ak.sum(j_ok & events.Jet.btagged, axis=1))
+    mask, cf = detector_cutflow(w, n_lep, n_jet, n_b, cuts)
+    if require_truth:
+        from hepvld.physics.partons import decay_chain
+
+        chain = decay_chain(events)
+        mask = truth_cut(mask, chain.valid, chain.category, w, cf)
+    return np.asarray(mask, dtype=bool), cf
+
+
+def detector_cutflow(
+    w: np.ndarray,
+    n_lep: np.ndarray,
+    n_jet: np.ndarray,
+    n_b: np.ndarray,
+    cuts: SelectionCuts = PAPER_CUTS,
+) -> tuple[np.ndarray, Cutflow]:
+    """The detector cuts of :func:`select` from per-event counts.
+
+    Parameters
+    ----------
+    w
+        ``(B,)`` float64 weights.
+    n_lep, n_jet, n_b
+        ``(B,)`` numbers of selected leptons (e + μ), selected jets and selected
+        b-tagged jets.
+
+    Returns
+    -------
+    ``mask (B,)`` bool and the cut-flow (``all events`` and the three cuts).
+    """
+    cf = Cutflow()
+    cf.add("all events", len(w), float(w.sum()))
     mask = n_lep == 1
     cf.add(
         f"exactly 1 isolated e/mu (pT>{cuts.lepton_pt_min:g}, |eta|<{cuts.lepton_eta_max:g})",
         int(mask.sum()),
         float(w[mask].sum()),
     )
-    j_ok = good_jets(events, cuts)
-    n_jet = ak.to_numpy(ak.sum(j_ok, axis=1))
     mask = mask & (n_jet >= cuts.min_jets)
     cf.add(
         f">= {cuts.min_jets} jets (pT>{cuts.jet_pt_min:g}, |eta|<{cuts.jet_eta_max:g})",
         int(mask.sum()),
         float(w[mask].sum()),
     )
-    n_b = ak.to_numpy(ak.sum(j_ok & events.Jet.btagged, axis=1))
     mask = mask & (n_b >= cuts.min_btags)
     cf.add(f">= {cuts.min_btags} b-tagged jets", int(mask.sum()), float(w[mask].sum()))
-    if require_truth:
-        from hepvld.physics.partons import decay_chain
+    return mask, cf
 
-        chain = decay_chain(events)
-        lost = mask & ~chain.valid
-        if lost.any():
-            cats = np.bincount(chain.category[lost])
-            from hepvld.physics.partons import DECAY_CATEGORIES
 
-            detail = ", ".join(f"{DECAY_CATEGORIES[i]}: {c}" for i, c in enumerate(cats) if c)
-            log.info("truth requirement drops %d selected events (%s)", int(lost.sum()), detail)
-        mask = mask & chain.valid
-        cf.add("semi-leptonic (e/mu) ttbar truth", int(mask.sum()), float(w[mask].sum()))
-    return np.asarray(mask, dtype=bool), cf
+def truth_cut(
+    mask: np.ndarray, valid: np.ndarray, category: np.ndarray, w: np.ndarray, cf: Cutflow
+) -> np.ndarray:
+    """Add the truth requirement of :func:`select` to ``mask`` and ``cf`` (in place).
+
+    ``valid``, ``category`` (``(B,)``, :class:`~hepvld.physics.partons.DecayChain`) need
+    only be right where ``mask`` is true; the categories of the events it drops are
+    logged. Returns the new mask.
+    """
+    lost = mask & ~valid
+    if lost.any():
+        from hepvld.physics.partons import DECAY_CATEGORIES
+
+        cats = np.bincount(category[lost])
+        detail = ", ".join(f"{DECAY_CATEGORIES[i]}: {c}" for i, c in enumerate(cats) if c)
+        log.info("truth requirement drops %d selected events (%s)", int(lost.sum()), detail)
+    mask = mask & valid
+    cf.add("semi-leptonic (e/mu) ttbar truth", int(mask.sum()), float(w[mask].sum()))
+    return mask

@@ -500,7 +500,12 @@ class _Unique:
     def add(self, events: ak.Array, where: str) -> None:
         if "event" not in ak.fields(events) or len(events) == 0:
             return
-        numbers = np.asarray(ak.to_numpy(events["event"]), dtype=np.uint64)
+        self.add_numbers(np.asarray(ak.to_numpy(events["event"]), dtype=np.uint64), where)
+
+    def add_numbers(self, numbers: np.ndarray, where: str) -> None:
+        """:meth:`add` of a chunk's ``(B,)`` uint64 event numbers."""
+        if len(numbers) == 0:
+            return
         self.file = check_unique_events(numbers, where, seen=self.file, raise_error=self.strict)
         if self.earlier is not None:
             check_unique_events(

@@ -49,6 +49,7 @@ __all__ = [
     "check_dtype",
     "check_unique_events",
     "check_values",
+    "values_clean",
 ]
 
 log = logging.getLogger(__name__)
@@ -318,6 +319,39 @@ def check_values(
     return ~bad_any
 
 
+def values_clean(collection: str, field: str, flat: np.ndarray) -> bool:
+    """True when :func:`check_values` has nothing to report or repair in one field.
+
+    Parameters
+    ----------
+    collection
+        Output collection (``""``: per-event fields), for the η rule.
+    field
+        Output field name (``pt``, ``mass``, ``eta``, ``phi``, other).
+    flat
+        ``(P,)`` flat content of the field (any dtype; non-float is always clean).
+
+    Notes
+    -----
+    Every rule of :func:`check_values` is a threshold, so it is evaluated on the
+    extremes of ``flat`` only (two reductions instead of one pass per rule; NaN
+    propagates through both): the same comparisons, in the array's own dtype.
+    """
+    if flat.dtype.kind != "f" or flat.size == 0:
+        return True
+    ext = np.array([flat.min(), flat.max()], dtype=flat.dtype)
+    if not np.isfinite(ext).all():
+        return False
+    bad = False
+    if field in ("pt", "mass"):  # pt < 0 is invalid, mass < 0 repaired or invalid
+        bad |= bool((ext < 0).any() or (ext > MAX_ENERGY).any())
+    if field == "eta" and collection in DETECTOR_COLLECTIONS:
+        bad |= bool((np.abs(ext) > MAX_ABS_ETA).any())
+    if field == "phi":  # wrapped or invalid
+        bad |= bool((np.abs(ext) > _PI + _PHI_SLACK).any())
+    return not bad
+
+
 def check_unique_events(
     event: np.ndarray, where: str, *, seen: np.ndarray | None = None, raise_error: bool = True
 ) -> np.ndarray:
@@ -340,6 +374,11 @@ def check_unique_events(
         Sorted union of ``seen`` and ``event`` (pass it back for the next chunk).
     """
     ev = np.asarray(event, dtype=np.uint64)
+    if len(ev) and bool((ev[1:] > ev[:-1]).all()):  # increasing (files as written): no sort
+        if seen is None:
+            return ev.copy()
+        if not len(seen) or ev[0] > seen[-1]:
+            return np.concatenate([seen, ev])
     uniq, counts = np.unique(ev, return_counts=True)
     dup = uniq[counts > 1]
     if seen is not None and len(seen):

@@ -266,6 +266,17 @@ class PartonLevel:
         x = parton_targets(events, on_invalid=on_invalid, tops=self.tops)  # type: ignore[arg-type]
         return TargetTensors(self.unflat(x), np.ones((len(x), len(self.names)), dtype=bool))
 
+    def from_chain(self, chain: Any, *, on_invalid: str = "raise") -> TargetTensors:
+        """:meth:`build` from an already found decay chain
+        (:class:`~hepvld.physics.partons.DecayChain`, found with this level's ``tops``;
+        the columnar path of :func:`hepvld.data.load_tensors`)."""
+        from hepvld.physics.partons import chain_targets
+
+        if len(chain.valid) == 0:
+            return self.empty()
+        x = chain_targets(chain, on_invalid=on_invalid)  # type: ignore[arg-type]
+        return TargetTensors(self.unflat(x), np.ones((len(x), len(self.names)), dtype=bool))
+
     def empty(self) -> TargetTensors:
         return TargetTensors(
             np.zeros((0, *self.shape), np.float32), np.zeros((0, len(self.names)), bool)

@@ -368,6 +368,7 @@ def write_root(
     layout: Literal["nanoaod", "delphes"] = "nanoaod",
     tree: str | None = None,
     basket_size: int | None = None,
+    compression: str | None = None,
 ) -> None:
     """Write events (as from :func:`toy_events`) to a ROOT file with ``uproot``.
 
@@ -375,9 +376,16 @@ def write_root(
     into tree ``Events``; ``"delphes"`` writes Delphes-style branches (``Jet_size``,
     ``Jet.PT``, ``Particle.PID``, ``Event.Number`` as length-1 lists, ...) into ``Delphes``.
     ``basket_size`` (NanoAOD layout): entries per basket (default: one basket), as real
-    files have several.
+    files have several. ``compression``: as ``python -m hepvld.generate --compression``
+    (``"zstd:5"``, the generator's default, ``"zlib:1"``, ...; default: uproot's, zlib 1).
     """
     import uproot
+
+    opts: dict[str, Any] = {}
+    if compression is not None:  # "name:level" (hepvld.generate.writer needs fastjet)
+        name, _, level = compression.partition(":")
+        algorithms = {"zstd": uproot.ZSTD, "lz4": uproot.LZ4, "zlib": uproot.ZLIB}
+        opts["compression"] = algorithms[name](int(level or 1))
 
     if layout == "nanoaod":
         data: dict[str, Any] = {}
@@ -391,7 +399,7 @@ def write_root(
             else:
                 data[name] = ak.to_numpy(col)
         step = basket_size or max(len(events), 1)
-        with uproot.recreate(path) as f:
+        with uproot.recreate(path, **opts) as f:
             f.mktree(tree or "Events", {k: _type_of(v) for k, v in data.items()})
             for lo in range(0, max(len(events), 1), step):
                 f[tree or "Events"].extend({k: v[lo : lo + step] for k, v in data.items()})
@@ -459,7 +467,7 @@ def write_root(
         ),
         "GenMissingET": ak.zip({"MET": one(ev.GenMET.pt, ones), "Phi": one(ev.GenMET.phi, ones)}),
     }
-    with uproot.recreate(path) as f:
+    with uproot.recreate(path, **opts) as f:
         types = {k: _type_of(v) for k, v in data.items()}
         f.mktree(
             tree or "Delphes",
