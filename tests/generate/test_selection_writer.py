@@ -92,7 +92,7 @@ def test_writer_writes_a_ttree_with_the_schema(tmp_path: Path) -> None:
 def _read(path: Path) -> tuple[dict[str, list[object]], int, str]:
     with uproot.open(path) as f:
         tree = f[TREE_NAME]
-        arrays = {name: tree[name].array(library="ak").tolist() for name in tree.keys()}
+        arrays = {name: tree[name].array(library="ak").tolist() for name in tree.keys()}  # noqa: SIM118 (uproot)
         return arrays, tree["Jet_pt"].num_baskets, str(f[PROVENANCE_KEY])
 
 
