@@ -94,7 +94,7 @@ def test_argparse_documents_every_field_and_parses_types() -> None:
     text = parser.format_help()
     for name in TrainConfig.__dataclass_fields__:
         assert "--train." + name.replace("_", "-") in text
-    assert "peak learning rate of AdamW (default: 0.0005)" in " ".join(text.split())
+    assert "peak learning rate of AdamW (default: 0.001)" in " ".join(text.split())
     assert "--model.encoder.dim" in text and "--no-train.compile" in text
 
     args = parser.parse_args(

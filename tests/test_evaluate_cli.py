@@ -54,6 +54,10 @@ def tiny_run(tiny_root_file: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             str(tiny_root_file),
             "--run-dir",
             str(run),
+            "--model",  # the 55-output VLD these tests are written around
+            "vld",
+            "--target.parameterisation",
+            "components",
             "--preset",
             "tiny",
             "--train.max-steps",

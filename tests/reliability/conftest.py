@@ -82,6 +82,10 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(data),
             "--run-dir",
             str(run),
+            "--model",  # the 55-output VLD these tests are written around
+            "vld",
+            "--target.parameterisation",
+            "components",
             "--preset",
             "tiny",
             "--train.max-steps",
