@@ -74,6 +74,29 @@ def build_parser(prog: str = "hepvld-train") -> argparse.ArgumentParser:
         "masses, rest-frame directions; physics by construction; the default of a new vld/uc-vld/c-vld run) "
         "or the paper's 55 components",
     )
+    from hepvld.targets.neutrino import NEUTRINO_PARAMETERISATIONS
+
+    p.add_argument(
+        "--target.neutrino",
+        dest="target_neutrino",
+        choices=NEUTRINO_PARAMETERISATIONS,
+        default=None,
+        help="particle level: what the network generates for the neutrino's pz and E: the "
+        "values (cartesian) or the lepton-neutrino mass and the sign of their rapidity "
+        "difference (w_mass; recorded in the checkpoint)",
+    )
+    from hepvld.targets.objects import OBJECT_PARAMETERISATIONS
+
+    p.add_argument(
+        "--target.objects",
+        dest="target_objects",
+        choices=OBJECT_PARAMETERISATIONS,
+        default=None,
+        help="particle level: what the network generates per object: the stored px, py, pz, "
+        "log(E+1), log(M+1) (cartesian) or coordinates bounded by the object cuts "
+        "(phase_space: log(pT - pT_min), artanh(eta/eta_max), cos/sin phi, log(M+1); "
+        "recorded in the checkpoint)",
+    )
     p.add_argument(
         "--tops",
         choices=("hard", "after_isr"),
@@ -118,6 +141,10 @@ def target_options(args: argparse.Namespace) -> dict[str, Any]:
     options = dict((load_toml(args.config) if args.config else {}).get("target", {}))
     if getattr(args, "target_parameterisation", None) is not None:
         options["parameterisation"] = args.target_parameterisation
+    if getattr(args, "target_neutrino", None) is not None:
+        options["neutrino"] = args.target_neutrino
+    if getattr(args, "target_objects", None) is not None:
+        options["objects"] = args.target_objects
     if getattr(args, "tops", None) is not None:
         options["tops"] = args.tops
     return options

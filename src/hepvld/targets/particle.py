@@ -43,6 +43,8 @@ from hepvld.features.particle_level import (
 from hepvld.features.selection import PAPER_CUTS, SelectionCuts
 from hepvld.physics.kinematics import LOG_E_MAX
 from hepvld.targets.base import TargetTensors, register_level
+from hepvld.targets.neutrino import NEUTRINO_PARAMETERISATIONS
+from hepvld.targets.objects import OBJECT_PARAMETERISATIONS
 
 __all__ = [
     "CANDIDATES",
@@ -96,6 +98,8 @@ CANDIDATES: tuple[str, ...] = ("W_had", "W_lep", "t_had", "t_lep")
 PHASE_SPACES: dict[str, SelectionCuts] = {"detector": PAPER_CUTS, "wide": WIDE_CUTS}
 
 _H = len(OBJECT_FEATURES)
+#: The level's options that choose what the network generates (default ``"cartesian"``).
+_PARAMETERISATION_OPTIONS: tuple[str, ...] = ("neutrino", "objects")
 
 
 def _output() -> Any:
@@ -137,8 +141,17 @@ class ParticlePreprocessing:
     (:func:`hepvld.features.spread_floor`, ``eps = 1e-2``). Padded slots map to 0 both ways.
     """
 
-    def __init__(self, n_slots: int, state: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        n_slots: int,
+        state: Mapping[str, Any] | None = None,
+        *,
+        level: ParticleLevel | None = None,
+    ) -> None:
         self.n_slots = int(n_slots)
+        #: The level whose ``to_parameters`` / ``from_parameters`` frame the standardisation
+        #: (None: the identity, the Cartesian layout).
+        self.level = level
         self.eps = 1e-2
         self.event_shift: np.ndarray | None = None
         self.event_scale: np.ndarray | None = None
@@ -153,6 +166,13 @@ class ParticlePreprocessing:
                 raise ValueError(
                     f"preprocessing state has {state['n_slots']} slots, the level {self.n_slots} "
                     "(max_objects differs from the checkpoint's)"
+                )
+            mine = self._parameterisation()
+            saved = {k: state[k] for k in _PARAMETERISATION_OPTIONS if k in state}
+            if saved != mine:
+                raise ValueError(
+                    f"preprocessing state is for the parameterisation {saved or 'cartesian'}, "
+                    f"the level has {mine or 'cartesian'}"
                 )
             self.eps = float(state["eps"])
             self.event_shift = np.asarray(state["event_shift"], np.float64)
@@ -170,6 +190,7 @@ class ParticlePreprocessing:
         mask = np.asarray(mask, bool)
         if values.ndim != 3 or values.shape[1:] != (self.n_slots, _H):
             raise ValueError(f"expected (B, {self.n_slots}, {_H}) targets, got {values.shape}")
+        values = self.to_parameters(values, mask)
         w = None if weights is None else np.asarray(weights, np.float64)
         mean, std = _masked_stats(values[:, EVENT_SLOT, :N_EVENT_FEATURES], w)
         self.event_shift, self.event_scale = mean, spread_floor(mean, std, self.eps)
@@ -192,22 +213,40 @@ class ParticlePreprocessing:
         scale[1:, :N_CONTINUOUS] = self.object_scale
         return shift, scale
 
+    def _parameterisation(self) -> dict[str, str]:
+        if self.level is None:
+            return {}
+        options = self.level.options()
+        return {k: options[k] for k in _PARAMETERISATION_OPTIONS if k in options}
+
+    def to_parameters(self, values: Any, mask: Any) -> Any:
+        """Physical ``(..., K, 9)`` -> what the network generates, in physical units
+        (:meth:`ParticleLevel.to_parameters`; the identity without a level)."""
+        return values if self.level is None else self.level.to_parameters(values, mask)
+
+    def from_parameters(self, values: Any) -> Any:
+        """Inverse of :meth:`to_parameters` (numpy or torch)."""
+        return values if self.level is None else self.level.from_parameters(values)
+
     def transform(self, values: Any, mask: Any) -> Any:
-        """Physical ``(..., K, 9)`` -> standardised; padded slots 0 (numpy or torch)."""
+        """Physical ``(..., K, 9)`` -> standardised; padded slots 0 (numpy or torch; numpy
+        when the level has a parameterisation other than the Cartesian one)."""
         shift, scale = self.affine()
+        values = self.to_parameters(values, mask)
         return _masked((values - _like(shift, values)) / _like(scale, values), mask)
 
     def inverse_transform(self, values: Any, mask: Any) -> Any:
         """Standardised ``(..., K, 9)`` -> physical; padded slots 0 (numpy or torch)."""
         shift, scale = self.affine()
-        return _masked(values * _like(scale, values) + _like(shift, values), mask)
+        values = _masked(values * _like(scale, values) + _like(shift, values), mask)
+        return _masked(self.from_parameters(values), mask)
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         if self.event_shift is None or self.object_shift is None:
             raise RuntimeError("ParticlePreprocessing is not fitted")
         assert self.event_scale is not None and self.object_scale is not None
-        return {
+        state: dict[str, Any] = {
             "type": type(self).__name__,
             "version": 1,
             "n_slots": self.n_slots,
@@ -217,6 +256,8 @@ class ParticlePreprocessing:
             "object_shift": self.object_shift.tolist(),
             "object_scale": self.object_scale.tolist(),
         }
+        state.update(self._parameterisation())
+        return state
 
 
 @dataclass(frozen=True)
@@ -229,12 +270,25 @@ class ParticleLevel:
         Object slots; ``K = 1 + max_objects``.
     phase_space
         ``"detector"`` or ``"wide"`` (:data:`PHASE_SPACES`).
+    neutrino
+        What the network generates for the neutrino's ``(pz, E)``: ``"cartesian"`` (the
+        values themselves), ``"w_mass"`` (the lepton–neutrino mass and the sign of their
+        rapidity difference) or ``"rapidity"`` (their rapidity difference, plus the mass as
+        an auxiliary column; :mod:`hepvld.targets.neutrino`). Values, records and output
+        are physical ``(px, py, pz, E)`` in both.
+    objects
+        What the network generates for each object: ``"cartesian"`` (the stored columns)
+        or ``"phase_space"`` (``log(pT − pT_min)``, ``artanh(η/η_max)``, ``cos φ``,
+        ``sin φ``, ``log(M+1)``: every draw inside the object cuts and on its mass shell,
+        :mod:`hepvld.targets.objects`).
     """
 
     name = "particle"
 
     max_objects: int = 16
     phase_space: str = "detector"
+    neutrino: str = "cartesian"
+    objects: str = "cartesian"
 
     def __post_init__(self) -> None:
         if int(self.max_objects) < 1:
@@ -242,6 +296,16 @@ class ParticleLevel:
         if self.phase_space not in PHASE_SPACES:
             raise ValueError(
                 f"unknown phase_space {self.phase_space!r}; choose one of {sorted(PHASE_SPACES)}"
+            )
+        if self.neutrino not in NEUTRINO_PARAMETERISATIONS:
+            raise ValueError(
+                f"unknown neutrino parameterisation {self.neutrino!r}; choose one of "
+                f"{list(NEUTRINO_PARAMETERISATIONS)}"
+            )
+        if self.objects not in OBJECT_PARAMETERISATIONS:
+            raise ValueError(
+                f"unknown object parameterisation {self.objects!r}; choose one of "
+                f"{list(OBJECT_PARAMETERISATIONS)}"
             )
 
     # -- sizes -----------------------------------------------------------------------
@@ -275,7 +339,49 @@ class ParticleLevel:
         return PHASE_SPACES[self.phase_space]
 
     def options(self) -> dict[str, Any]:
-        return {"max_objects": int(self.max_objects), "phase_space": self.phase_space}
+        options: dict[str, Any] = {
+            "max_objects": int(self.max_objects),
+            "phase_space": self.phase_space,
+        }
+        for name in _PARAMETERISATION_OPTIONS:  # recorded only when set: old checkpoints
+            if getattr(self, name) != "cartesian":  # compare equal
+                options[name] = getattr(self, name)
+        return options
+
+    def to_parameters(self, values: Any, mask: Any) -> Any:
+        """Physical ``values (..., K, 9)`` (numpy), ``mask (..., K)`` -> what the network
+        generates, in physical units: the neutrino (``neutrino="w_mass"``,
+        :func:`~hepvld.targets.neutrino.to_w_mass`), then the objects
+        (``objects="phase_space"``, :func:`~hepvld.targets.objects.to_phase_space`);
+        the identity for the Cartesian defaults."""
+        if self.neutrino == "cartesian" and self.objects == "cartesian":
+            return values
+        if _is_torch(values):
+            raise TypeError("the particle level's forward parameterisation takes numpy arrays")
+        dtype = np.result_type(values, np.float32)
+        if self.neutrino != "cartesian":
+            from hepvld.targets.neutrino import to_rapidity, to_w_mass
+
+            values = (to_w_mass if self.neutrino == "w_mass" else to_rapidity)(values, mask)
+        if self.objects == "phase_space":
+            from hepvld.targets.objects import to_phase_space
+
+            values = to_phase_space(values, mask, self.cuts)
+        return np.asarray(values).astype(dtype, copy=False)
+
+    def from_parameters(self, values: Any) -> Any:
+        """Inverse of :meth:`to_parameters` (numpy or torch, differentiable): the objects
+        first (the neutrino is decoded on the physical lepton). Padded slots are not
+        zeroed: mask them."""
+        if self.objects == "phase_space":
+            from hepvld.targets.objects import from_phase_space
+
+            values = from_phase_space(values, self.cuts)
+        if self.neutrino != "cartesian":
+            from hepvld.targets.neutrino import from_rapidity, from_w_mass
+
+            values = (from_w_mass if self.neutrino == "w_mass" else from_rapidity)(values)
+        return values
 
     # -- building targets ------------------------------------------------------------
     def build(self, events: Any, *, on_invalid: str = "raise") -> TargetTensors:
@@ -397,7 +503,7 @@ class ParticleLevel:
         )
 
     def preprocessing(self, state: Mapping[str, Any] | None = None) -> ParticlePreprocessing:
-        return ParticlePreprocessing(self.shape[0], state)
+        return ParticlePreprocessing(self.shape[0], state, level=self)
 
     # -- records ---------------------------------------------------------------------
     def to_records(self, values: np.ndarray, mask: np.ndarray) -> ak.Array:
@@ -576,9 +682,10 @@ class ParticleLevel:
 
 @register_level("particle")
 def _particle(**options: Any) -> ParticleLevel:
-    unknown = set(options) - {"max_objects", "phase_space"}
+    known = {"max_objects", "phase_space", *_PARAMETERISATION_OPTIONS}
+    unknown = set(options) - known
     if unknown:
         raise ValueError(
-            f"unknown particle-level options {sorted(unknown)}; known: max_objects, phase_space"
+            f"unknown particle-level options {sorted(unknown)}; known: {sorted(known)}"
         )
     return ParticleLevel(**options)

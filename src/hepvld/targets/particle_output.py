@@ -118,12 +118,16 @@ def _sorted_objects(values: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarra
     def take(a: np.ndarray) -> np.ndarray:
         return np.take_along_axis(a, order, axis=-1)
 
+    mass = np.maximum(np.expm1(np.minimum(obj[..., 4], LOG_E_MAX)), 0.0)
+    # the energy of the records (on shell with the object's own mass), not the network's
+    # redundant log(E+1) column, which no output uses
+    log_e = np.log1p(np.sqrt(px**2 + py**2 + pz**2 + mass**2))
     return {
         "px": take(px),
         "py": take(py),
         "pz": take(pz),
-        "logE": take(obj[..., 3]),
-        "mass": take(np.maximum(np.expm1(np.minimum(obj[..., 4], LOG_E_MAX)), 0.0)),
+        "logE": take(log_e),
+        "mass": take(mass),
         "pt": take(pt),
         "type": take(np.argmax(obj[..., type_cols], axis=-1)).astype(np.int8),
         "mask": take(m),
