@@ -137,3 +137,59 @@ def test_default_observables_follow_the_checkpoint_level(tmp_path: Path) -> None
     assert tuple(_default_observables(str(ckpt))) == PARTICLE_OBSERVABLES
     (ckpt / "meta.json").write_text(json.dumps({"extra": {"target_level": "parton"}}))
     assert "n_jets" not in _default_observables(str(ckpt))
+
+
+# ------------------------------------------------- the efficiency denominator (truth_all)
+@pytest.fixture(scope="module")
+def no_select(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Events generated without the detector selection (every generated event written)."""
+    pytest.importorskip("pythia8mc")
+    pytest.importorskip("fastjet")
+    from hepvld.generate import generate
+
+    path = tmp_path_factory.mktemp("noselect") / "all.root"
+    generate(path, 400, seed=11, mpi=False, count="generated", select=False, progress=False)
+    return path
+
+
+def test_truth_all_is_the_particle_level_phase_space_of_every_input_event(
+    fake_model: UnfoldingModel, no_select: Path
+) -> None:
+    import hepvld.processor as proc_module
+    from hepvld.data import load_tensors
+    from hepvld.targets import particle_output as po
+
+    events = open_events(no_select)
+    proc = UnfoldingProcessor("fake-checkpoint", PARTICLE_OBSERVABLES, n_samples=2, batch_size=50)
+    original = proc_module.cached_model
+    proc_module.cached_model = lambda *a, **k: fake_model  # type: ignore[assignment]
+    try:
+        out = proc.process(events)["events"]
+    finally:
+        proc_module.cached_model = original  # type: ignore[assignment]
+
+    # independently: the columnar reader with the misses kept (pass_truth flags every event)
+    level = fake_model.level
+    tensors = load_tensors(no_select, level=level, max_jets=20, include_misses=True)
+    labels = po.feature_labels(level)
+    table = po.feature_table(level, tensors.targets, tensors.target_mask)
+    w = np.asarray(tensors.weights, dtype=np.float64)
+    fid, sel = np.asarray(tensors.pass_truth), np.asarray(tensors.pass_detector)
+    assert 0 < (fid & sel).sum() < fid.sum() < len(events)  # misses exist in this sample
+    for name in ("n_jets", "n_bjets"):
+        edges = out["truth_all"][name].axes[name].edges
+        n = table[:, labels.index(name)]
+        expect_all, _ = np.histogram(n[fid], bins=edges, weights=w[fid])
+        expect_fid, _ = np.histogram(n[fid & sel], bins=edges, weights=w[fid & sel])
+        np.testing.assert_allclose(out["truth_all"][name].values(), expect_all)
+        np.testing.assert_allclose(out["truth_fiducial"][name].values(), expect_fid)
+    # the efficiency per bin of a pseudo-top observable lies in [0, 1], below 1 somewhere
+    h_all, h_fid = out["truth_all"]["t_had_mass"], out["truth_fiducial"]["t_had_mass"]
+    filled = h_all.values() > 0
+    eff = h_fid.values()[filled] / h_all.values()[filled]
+    assert ((eff >= 0) & (eff <= 1)).all() and (eff < 1).any()
+    # truth keeps the fakes: it holds at least the fiducial numerator
+    assert out["truth"]["n_jets"].sum(flow=True).value >= h_fid.sum(flow=True).value
+    flow = out["truth_cutflow"].to_dict()
+    assert flow["counts"][2] == int((fid & sel).sum())
+    assert out["absent"]["t_had_mass"]["truth_all"] >= 0

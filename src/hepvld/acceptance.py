@@ -16,7 +16,9 @@ what the detector selection gives:
   ``ε(bin) = N(fiducial and selected) / N(fiducial)`` at truth level
   (:func:`efficiency`), divides the unfolded fiducial histogram (:func:`correct`).
   The processor's ``truth_all`` histograms (every input event with a truth chain,
-  before the selection) over its ``truth`` histograms give the same ratio.
+  before the selection) over its ``truth`` histograms give the same ratio (parton level;
+  a particle-level model's ``truth_all`` holds the input events inside the particle-level
+  phase space, and ``truth_fiducial / truth_all`` is the ratio).
 
 The fiducial phase space at parton level (:class:`FiducialCuts`) is the truth analogue
 of the detector selection: the charged lepton and the four quarks with ``pT > 25 GeV``

@@ -25,16 +25,29 @@ MET, pseudo-top), truth is the level's own truth (``GenJet``, ``GenDressedLepton
 and one more key counts the entries an observable does not exist in (a second b-jet in a
 draw with one, a pseudo-top in a draw without enough objects), which are not filled::
 
-        "absent": {name: {"unfolded": n, "detector": n, "truth": n}},
+        "absent": {name: {"unfolded": n, "detector": n, "truth": n, ...}},
 
-(``truth_all`` stays empty for a particle-level model: its efficiency denominator is not
-filled yet.)
+and, at particle level, ``truth_all`` is the particle-level truth of every input event
+(before the detector selection) that passes the *particle-level* phase space
+(:meth:`ParticleLevel.truth_selection <hepvld.targets.particle.ParticleLevel.truth_selection>`:
+the detector cuts applied to ``GenJet`` / ``GenDressedLepton``) with a true neutrino, and
+one more histogram set holds the numerator of the efficiency::
+
+        "truth_fiducial": {name: Hist(name)},   # truth of the selected events that pass
+                                                # the particle-level phase space too
+
+(``truth`` keeps every selected event, fakes — events outside the particle-level phase
+space — included, so it compares with the unfolded draws; ``truth_cutflow`` counts the
+three sets).
 
 All three levels are filled for the *same* selected events with the same weight
 (``genWeight``), so that ``unfolded[draw=i]``, ``detector`` and ``truth`` compare directly.
-``truth / truth_all`` per bin is the selection efficiency that corrects an unfolded
-histogram for inefficiencies (:mod:`hepvld.acceptance`; meaningful on simulation
-generated without the selection, ``python -m hepvld.generate --no-select``).
+The per-bin selection efficiency that corrects an unfolded histogram for inefficiencies
+(:mod:`hepvld.acceptance`; meaningful on simulation generated without the selection,
+``python -m hepvld.generate --no-select --count generated``) is ``truth / truth_all`` at
+parton level and ``truth_fiducial / truth_all`` at particle level (there ``truth /
+truth_all`` also counts the fakes in the numerator; ``1 - truth_fiducial / truth`` is the
+fake fraction).
 """
 
 from __future__ import annotations
@@ -288,10 +301,12 @@ class UnfoldingProcessor(processor.ProcessorABC):
         )
         out["cutflow"] = result.attrs["cutflow"]
         selected = ~np.asarray(ak.to_numpy(ak.is_none(result, axis=0)), dtype=bool)
-        if self.truth and "GenPart" in ak.fields(events) and model.level.fixed_multiplicity:
-            # the efficiency denominator; parton level only so far (a particle-level one
-            # needs the truth selection of files written without the detector selection)
-            self._fill_truth_all(out, events, model.level)
+        if self.truth and "GenPart" in ak.fields(events):
+            # the efficiency denominator, on every input event
+            if model.level.fixed_multiplicity:
+                self._fill_truth_all(out, events, model.level)
+            else:
+                self._fill_truth_all_particle(out, events, model.level)
         events = events[selected]
         unfolded = ak.drop_none(result[selected], axis=0)
         weights = np.asarray(ak.to_numpy(events["genWeight"]), dtype=np.float64)
@@ -324,6 +339,60 @@ class UnfoldingProcessor(processor.ProcessorABC):
         truth = level.to_records(good.values, good.mask)
         for o in self.observables:
             out["truth_all"][o.name].fill(evaluate(o, truth), weight=weights[valid])
+
+    def _fill_truth_all_particle(
+        self, out: dict[str, Any], events: Any, level: TargetLevel
+    ) -> None:
+        """``truth_all`` of a variable-length level: the particle-level truth (pseudo-top
+        added) of every input event that passes the level's truth selection (the
+        particle-level phase space) and has a valid truth (a true neutrino)."""
+        from hepvld.io.errors import MissingBranchError
+        from hepvld.targets.particle_output import with_pseudo_top
+
+        out.setdefault("absent", {o.name: {} for o in self.observables})
+        for o in self.observables:
+            out["absent"][o.name].setdefault("truth_all", 0)
+        if len(events) == 0:
+            return
+        selection = getattr(level, "truth_selection", None)
+        try:
+            targets = level.build(events, on_invalid="nan")
+            inside = (
+                np.ones(len(events), bool)
+                if selection is None
+                else np.asarray(selection(events).passed, bool)
+            )
+        except MissingBranchError as err:
+            log.info("no particle-level truth_all histograms: %s", err)
+            return
+        weights = np.asarray(ak.to_numpy(events["genWeight"]), dtype=np.float64)
+        keep = np.isfinite(targets.values).all(axis=(1, 2)) & inside
+        good = targets.subset(keep)
+        truth = with_pseudo_top(level.to_records(good.values, good.mask))
+        self._fill_sample(out, "truth_all", truth, weights[keep], None)
+
+    def _fill_sample(
+        self,
+        out: dict[str, Any],
+        key: str,
+        records: ak.Array,
+        weights: np.ndarray,
+        draws: np.ndarray | None,
+    ) -> None:
+        """Fill ``out[key]`` with every observable of ``records`` (weights per entry,
+        ``draws`` the draw index of each flattened entry, or None); values that do not
+        exist (NaN / None) are counted in ``out["absent"][name][key]`` instead."""
+        for o in self.observables:
+            values = o(records)
+            if isinstance(values, ak.Array):
+                values = ak.to_numpy(ak.fill_none(values, np.nan), allow_missing=False)
+            x = np.asarray(values, dtype=np.float64).reshape(-1)
+            ok = np.isfinite(x)
+            out["absent"][o.name][key] = int((~ok).sum())
+            if draws is None:
+                out[key][o.name].fill(x[ok], weight=weights[ok])
+            else:
+                out[key][o.name].fill(draws[ok], x[ok], weight=weights[ok])
 
     def _fill_truth(
         self, out: dict[str, Any], events: Any, weights: np.ndarray, level: TargetLevel
@@ -361,27 +430,39 @@ class UnfoldingProcessor(processor.ProcessorABC):
         if self.truth:
             try:
                 targets = level.build(events, on_invalid="nan")
+                selection = getattr(level, "truth_selection", None)
+                inside = (
+                    np.ones(len(events), bool)
+                    if selection is None or len(events) == 0
+                    else np.asarray(selection(events).passed, bool)
+                )
             except MissingBranchError as err:
                 log.info("no particle-level truth histograms: %s", err)
             else:
                 valid = np.isfinite(targets.values).all(axis=(1, 2))
-                out["truth_cutflow"].add("selected", len(events), float(weights.sum()))
-                out["truth_cutflow"].add(
-                    "valid truth", int(valid.sum()), float(weights[valid].sum())
+                fiducial = valid & inside
+                cutflow = out["truth_cutflow"]
+                cutflow.add("selected", len(events), float(weights.sum()))
+                cutflow.add("valid truth", int(valid.sum()), float(weights[valid].sum()))
+                cutflow.add(
+                    "valid truth, particle-level phase space",
+                    int(fiducial.sum()),
+                    float(weights[fiducial].sum()),
                 )
                 good = targets.subset(valid)
                 truth = with_pseudo_top(level.to_records(good.values, good.mask))
                 samples["truth"] = (truth, weights[valid], None)
-        out["absent"] = {o.name: dict.fromkeys(samples, 0) for o in self.observables}
+                samples["truth_fiducial"] = (
+                    truth[inside[valid]],
+                    weights[fiducial],
+                    None,
+                )
+        weight = hist.storage.Weight()
+        out["truth_fiducial"] = {
+            o.name: hist.Hist(o.axis(), storage=weight) for o in self.observables
+        }
+        absent = out.setdefault("absent", {o.name: {} for o in self.observables})
+        for o in self.observables:
+            absent[o.name].update(dict.fromkeys(samples, 0))
         for key, (records, w, draws) in samples.items():
-            for o in self.observables:
-                values = o(records)
-                if isinstance(values, ak.Array):
-                    values = ak.to_numpy(ak.fill_none(values, np.nan), allow_missing=False)
-                x = np.asarray(values, dtype=np.float64).reshape(-1)
-                ok = np.isfinite(x)
-                out["absent"][o.name][key] = int((~ok).sum())
-                if draws is None:
-                    out[key][o.name].fill(x[ok], weight=w[ok])
-                else:
-                    out[key][o.name].fill(draws[ok], x[ok], weight=w[ok])
+            self._fill_sample(out, key, records, w, draws)

@@ -359,11 +359,20 @@ def test_the_drawing_head_is_configurable() -> None:
     assert not torch.equal(n_cat.mask[..., 1:].sum(-1), n)
 
 
-def test_export_refuses_the_variable_length_level_with_a_clear_message() -> None:
-    from hepvld.export import export_sampler
+def test_the_export_wrapper_returns_values_mask_multiplicity_and_types() -> None:
+    """The module ``export_sampler`` traces (run eagerly here; the exported program is
+    tested in tests/test_export_vlvld.py): the draws of ``sample`` and their mask."""
+    from hepvld.export import ExportableSampler
 
-    with pytest.raises(ValueError, match=r"varying multiplicity.*hepvld\.unfold"):
-        export_sampler(make_model(), physical=False, max_jets=4)
+    model = make_model("c-vl-vld").eval()
+    batch = make_batch()
+    noise = torch.randn(B, 3, *model.noise_shape, generator=torch.Generator().manual_seed(2))
+    args = (batch["objects"], batch["mask"], batch["globals"])
+    values, mask, n, types = ExportableSampler(model, sampler="ddim", steps=2)(*args, noise)
+    ref = model.sample(*args, n_samples=3, sampler=SamplerSpec("ddim", 2), noise=noise)
+    assert torch.equal(values, ref.values.flatten(2)) and torch.equal(mask, ref.mask)
+    assert torch.equal(n, ref.mask[..., 1:].sum(-1))
+    assert torch.equal(types >= 0, ref.mask[..., 1:])
 
 
 def test_slot_schedule_can_keep_gamma_0_fixed() -> None:

@@ -1,6 +1,7 @@
 """VL-VLD end to end on the real ``particle`` level: ROOT file -> ``python -m hepvld.train
 --model vl-vld`` -> checkpoint (level recorded) -> resume -> ``hepvld.load`` /
-``hepvld.unfold`` (jagged records, reproducible per event) -> export refused."""
+``hepvld.unfold`` (jagged records, reproducible per event); its export is tested in
+tests/test_export_vlvld.py."""
 
 from __future__ import annotations
 
@@ -82,10 +83,3 @@ def test_unfold_returns_jagged_draws_reproducible_per_event(
         ak.num(again["objects"], axis=-1)
     )
     np.testing.assert_allclose(ak.to_numpy(a), ak.to_numpy(b), rtol=1e-4, atol=1e-3)
-
-
-def test_export_is_refused_with_a_clear_message(vlvld_run: Path) -> None:
-    from hepvld.export import export_sampler
-
-    with pytest.raises(ValueError, match="varying multiplicity"):
-        export_sampler(hepvld.load(vlvld_run))
