@@ -25,7 +25,13 @@ With ``--iterations-*`` (``iterations.json`` of ``python -m hepvld.iterate`` run
 shifted and the nominal sample) the shift fraction per iteration and the nominal closure
 (``unfolded_k(nominal) - unfolded_0(nominal)``) are added, with iteration 0's bootstrap
 errors, and the *paired* shift fraction ``(unfolded_k(shifted) - unfolded_k(nominal)) /
-true shift``, in which fine-tuning drifts common to both runs cancel. Writes ``prior_shift.json``, ``prior_shift.md`` and ``shift_fraction.png``.
+true shift``, in which fine-tuning drifts common to both runs cancel, and the prior's own
+move ``(prior_k - prior_0) / true shift`` (the reweighted simulation truth: does the
+prior follow?) with the weights and the classifier loss. The top-pT change is iterated
+on the reweighted nominal sample: ``--write-top-pt-weights w.npz`` writes its weights,
+``hepvld iterate --data test.root --data-weights w.npz`` runs on it, and
+``--iterations-top-pt`` reads its report. Writes ``prior_shift.json``,
+``prior_shift.md`` and ``shift_fraction.png``.
 """
 
 from __future__ import annotations
@@ -139,16 +145,26 @@ def shift_table(nom: object, shifted: object | None, slope: float) -> dict[str, 
 
 
 def iteration_table(
-    table: dict[str, dict], shifted_json: Path | None, nominal_json: Path | None
+    table: dict[str, dict],
+    shifted_json: Path | None,
+    nominal_json: Path | None,
+    change: str = "mass",
 ) -> dict[str, list[dict]]:
-    """Per observable and iteration: shift fraction (shifted run) and nominal drift."""
+    """Per observable and iteration of the run on the changed data (``change``: ``mass``,
+    the shifted sample; ``top_pt``, the reweighted nominal, ``hepvld iterate
+    --data-weights``): shift fraction, nominal drift, paired fraction, and the prior's own
+    move (the reweighted simulation truth, ``prior`` of ``iterations.json``) with the
+    weight distribution and the classifier's loss of that run."""
     rows: dict[str, list[dict]] = {}
     sh = json.loads(shifted_json.read_text()) if shifted_json else []
     no = json.loads(nominal_json.read_text()) if nominal_json else []
+    if change != "mass" and not sh:  # the nominal drift is reported with the mass change
+        return rows
     for name, (_, stat) in OBSERVABLES.items():
-        if "mass" not in table[name]:
+        runs = [run[0]["observables"] for run in (sh, no) if run]
+        if change not in table[name] or not any(name in obs for obs in runs):
             continue
-        m = table[name]["mass"]
+        m = table[name][change]
         ref = m["unfolded_nominal"]
         out = []
         for k in range(max(len(sh), len(no))):
@@ -158,11 +174,22 @@ def iteration_table(
                 r["unfolded_shifted"] = v
                 r["shift_fraction"] = (v - ref) / m["true_shift"]
                 r["shift_fraction_err"] = m["shift_fraction_err"]
+                prior = sh[k].get("prior", {})
+                if name in prior and name in sh[0].get("prior", {}):
+                    p0 = sh[0]["prior"][name][stat]
+                    r["prior_shifted"] = prior[name][stat]
+                    r["prior_shift_fraction"] = (prior[name][stat] - p0) / m["true_shift"]
+                for key in ("weights", "classifier_val_loss"):
+                    if key in sh[k]:
+                        r[key] = sh[k][key]
             if k < len(no) and name in no[k]["observables"]:
                 v0 = no[0]["observables"][name][stat]
                 v = no[k]["observables"][name][stat]
                 r["nominal_drift"] = v - v0
                 r["nominal_drift_err"] = m["unfolded_shift_err"] / np.sqrt(2)
+                prior = no[k].get("prior", {})
+                if name in prior:
+                    r["prior_nominal"] = prior[name][stat]
             if "unfolded_shifted" in r and "nominal_drift" in r:
                 # against the nominal run's same iteration: fine-tuning drifts common to
                 # both runs (an unconverged model changes even at unit weights) cancel
@@ -173,7 +200,47 @@ def iteration_table(
     return rows
 
 
-def _markdown(table: dict, iters: dict) -> str:
+def _iteration_markdown(iters: dict, change: str) -> list[str]:
+    def f(r: dict, key: str, fmt: str = "{:.3f}") -> str:
+        return fmt.format(r[key]) if r.get(key) is not None else "–"
+
+    lines = [
+        "",
+        f"Iterations, change `{change}`:",
+        "",
+        "| observable | iteration | unfolded | shift fraction | nominal drift | paired "
+        "fraction | prior | prior shift fraction | weights std / max / ESS | classifier "
+        "loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in iters.items():
+        for r in rows:
+            sf = (
+                f"{r['shift_fraction']:.3f} ± {r['shift_fraction_err']:.3f}"
+                if "shift_fraction" in r
+                else "–"
+            )
+            nd = (
+                f"{r['nominal_drift']:.3f} ± {r['nominal_drift_err']:.3f}"
+                if "nominal_drift" in r
+                else "–"
+            )
+            w = r.get("weights") or {}
+            ws = (
+                f"{w['std']:.3f} / {w['max']:.2f} / {w['ess_fraction']:.3f}"
+                if {"std", "max", "ess_fraction"} <= set(w)
+                else "–"
+            )
+            lines.append(
+                f"| {name} | {r['iteration']} | {f(r, 'unfolded_shifted')} | {sf} | {nd} | "
+                f"{f(r, 'paired_shift_fraction')} | {f(r, 'prior_shifted')} | "
+                f"{f(r, 'prior_shift_fraction')} | {ws} | "
+                f"{f(r, 'classifier_val_loss', '{:.4f}')} |"
+            )
+    return lines
+
+
+def _markdown(table: dict, iters: dict[str, dict]) -> str:
     lines = [
         "| observable | change | stat | true shift | truth floor | unfolded shift | "
         "shift fraction | nominal bias |",
@@ -187,26 +254,9 @@ def _markdown(table: dict, iters: dict) -> str:
                 f"{r['unfolded_shift_err']:.3f} | {r['shift_fraction']:.3f} ± "
                 f"{r['shift_fraction_err']:.3f} | {r['nominal_bias']:.3f} |"
             )
-    if iters:
-        lines += [
-            "",
-            "| observable | iteration | shift fraction | nominal drift |",
-            "|---|---|---|---|",
-        ]
-        for name, rows in iters.items():
-            for r in rows:
-                sf = (
-                    f"{r['shift_fraction']:.3f} ± {r['shift_fraction_err']:.3f}"
-                    if "shift_fraction" in r
-                    else "–"
-                )
-                nd = (
-                    f"{r['nominal_drift']:.3f} ± {r['nominal_drift_err']:.3f}"
-                    if "nominal_drift" in r
-                    else "–"
-                )
-                pf = f"{r['paired_shift_fraction']:.3f}" if "paired_shift_fraction" in r else "–"
-                lines.append(f"| {name} | {r['iteration']} | {sf} | {nd} | {pf} |")
+    for change, rows in iters.items():
+        if rows:
+            lines += _iteration_markdown(rows, change)
     return "\n".join(lines) + "\n"
 
 
@@ -221,7 +271,7 @@ def _plot(table: dict, iters: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ncol = 2 if iters else 1
+    ncol = 2 if any(iters.values()) else 1
     fig, axes = plt.subplots(1, ncol, figsize=(6 * ncol, 4), squeeze=False)
     ax = axes[0, 0]
     names = list(table)
@@ -238,19 +288,20 @@ def _plot(table: dict, iters: dict, path: Path) -> None:
     ax.set_ylabel("shift fraction (unfolded / true; |true| > 3 floors)")
     ax.set_ylim(-0.5, 1.5)
     ax.legend()
-    if iters:
+    if any(iters.values()):
         ax = axes[0, 1]
-        for name, rows in iters.items():
-            if not _significant(table[name].get("mass")):
-                continue
-            ks = [r["iteration"] for r in rows if "shift_fraction" in r]
-            ys = [r["shift_fraction"] for r in rows if "shift_fraction" in r]
-            es = [r["shift_fraction_err"] for r in rows if "shift_fraction" in r]
-            if ks:
-                ax.errorbar(ks, ys, es, marker="o", label=name, capsize=2)
+        for change, by_name in iters.items():
+            for name, rows in by_name.items():
+                if not _significant(table[name].get(change)):
+                    continue
+                ks = [r["iteration"] for r in rows if "shift_fraction" in r]
+                ys = [r["shift_fraction"] for r in rows if "shift_fraction" in r]
+                es = [r["shift_fraction_err"] for r in rows if "shift_fraction" in r]
+                if ks:
+                    ax.errorbar(ks, ys, es, marker="o", label=f"{name} ({change})", capsize=2)
         ax.axhline(0.8, color="r", lw=0.8, ls="--", label="goal 0.8")
         ax.set_xlabel("iteration")
-        ax.set_ylabel("mass-change shift fraction")
+        ax.set_ylabel("shift fraction")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -268,16 +319,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--top-pt-slope", type=float, default=0.002, help="per GeV (CMS: 0.0005)")
     p.add_argument("--iterations-shifted", type=Path, help="iterations.json on the shifted sample")
     p.add_argument("--iterations-nominal", type=Path, help="iterations.json on the nominal sample")
+    p.add_argument(
+        "--iterations-top-pt",
+        type=Path,
+        help="iterations.json on the top-pT-reweighted nominal sample (hepvld iterate "
+        "--data-weights of --write-top-pt-weights)",
+    )
+    p.add_argument(
+        "--write-top-pt-weights",
+        type=Path,
+        metavar="NPZ",
+        help="write the nominal sample's top-pT weights (arrays event, weight) for "
+        "hepvld iterate --data-weights",
+    )
     p.add_argument("-o", "--output", type=Path, default=Path("prior_shift"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     nom = read_unbinned(args.nominal)
     shifted = read_unbinned(args.shifted) if args.shifted else None
     table = shift_table(nom, shifted, args.top_pt_slope)
-    iters = iteration_table(table, args.iterations_shifted, args.iterations_nominal)
+    if args.write_top_pt_weights:
+        np.savez(
+            args.write_top_pt_weights,
+            event=nom.event.astype(np.int64),
+            weight=nom.weight * top_pt_weights(nom, args.top_pt_slope),
+        )
+        log.info("top-pT weights of %d events: %s", len(nom), args.write_top_pt_weights)
+    iters = {
+        "mass": iteration_table(table, args.iterations_shifted, args.iterations_nominal),
+        "top_pt": iteration_table(
+            table, args.iterations_top_pt, args.iterations_nominal, change="top_pt"
+        ),
+    }
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "prior_shift.json").write_text(
-        json.dumps({"shift": table, "iterations": iters}, indent=2) + "\n"
+        json.dumps(
+            {"shift": table, "iterations": iters["mass"], "iterations_top_pt": iters["top_pt"]},
+            indent=2,
+        )
+        + "\n"
     )
     text = _markdown(table, iters)
     (args.output / "prior_shift.md").write_text(text)

@@ -96,3 +96,72 @@ def test_python_m_iterate_and_console_script() -> None:
     root = Path(__file__).parents[1]
     scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["hepvld-iterate"] == "hepvld.cli.iterate:main"
+
+
+def test_read_data_weights_matches_event_numbers(tmp_path: Path) -> None:
+    from hepvld.iterate import read_data_weights
+
+    f = tmp_path / "w.npz"
+    np.savez(f, event=np.array([7, 3, 5]), weight=np.array([0.7, 0.3, 0.5]))
+    np.testing.assert_allclose(read_data_weights(f, np.array([5, 7, 3, 5])), [0.5, 0.7, 0.3, 0.5])
+    with pytest.raises(
+        ValueError, match=r"w\.npz: 1 data events have no weight \(event numbers \[4\]"
+    ):
+        read_data_weights(f, np.array([3, 4]))
+    np.savez(f, event=np.array([1]), weight=np.array([-1.0]))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        read_data_weights(f, np.array([1]))
+    np.savez(f, event=np.array([1]))
+    with pytest.raises(ValueError, match=r"no array \['weight'\]"):
+        read_data_weights(f, np.array([1]))
+
+
+def test_iterate_data_weights_weight_the_unfolded_data(
+    tiny_root_file: Path, tiny_run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Weights 1 on the first half of the data, 0 on the rest: the unfolded summary is
+    that of the first half alone (``max_data_events``; the draws are keyed per event);
+    constant weights change nothing; the CLI reads them from an NPZ by event number."""
+    from hepvld.api import load
+    from hepvld.cli.iterate import main
+    from hepvld.data import load_tensors
+    from hepvld.iterate import PARTON_OBSERVABLES, _draws, _summary, iterate
+
+    cfg = IterateConfig(
+        iterations=1, n_samples=2, steps=2, finetune_steps=0, classifier_epochs=1, batch_size=64
+    )
+    um = load(tiny_run_dir)
+    data = load_tensors(
+        str(tiny_root_file), require_truth=False, max_jets=um.max_jets, level=um.level
+    )
+    half = len(data) // 2
+    args = ([tiny_root_file], [tiny_root_file], tiny_run_dir)
+    plain = iterate(*args, tmp_path / "plain", cfg)
+    const = iterate(*args, tmp_path / "const", cfg, data_weights=np.full(len(data), 3.0))
+    w = (np.arange(len(data)) < half).astype(float)
+    weighted = iterate(*args, tmp_path / "w", cfg, data_weights=w)
+    first = data.subset(np.arange(half))  # the first half alone, unweighted
+    expected = _summary(um.level, *_draws(um.model, first, cfg, cfg.seed), PARTON_OBSERVABLES)
+    for name, v in plain[0].observables.items():
+        assert const[0].observables[name] == pytest.approx(v, rel=1e-9)
+        assert weighted[0].observables[name] == pytest.approx(expected[name], rel=1e-6)
+    assert weighted[0].observables != plain[0].observables
+    assert weighted[1].weights != plain[1].weights  # the classifier sees the data weights
+    # the CLI: an NPZ keyed by event number, in another order
+    f = tmp_path / "w.npz"
+    np.savez(f, event=data.event[::-1], weight=w[::-1])
+    out = tmp_path / "cli"
+    argv = ["--sim", str(tiny_root_file), "--data", str(tiny_root_file), "-c", str(tiny_run_dir)]
+    opts = ["--iterations", "1", "--n-samples", "2", "--steps", "2", "--finetune-steps", "0"]
+    small = ["--classifier-epochs", "1", "--batch-size", "64"]
+    assert main([*argv, "-o", str(out), *opts, *small, "--data-weights", str(f)]) == 0
+    rows = json.loads((out / "iterations.json").read_text())
+    for name, v in weighted[0].observables.items():
+        assert rows[0]["observables"][name] == pytest.approx(v, rel=1e-9)
+    np.savez(f, event=data.event[1:], weight=w[1:])
+    capsys.readouterr()
+    assert main([*argv, "-o", str(out), *opts, *small, "--data-weights", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert f"data weights {f}: 1 data events have no weight" in err
+    assert main([*argv, "-o", str(out), "--data-weights", str(tmp_path / "nope.npz")]) == 1
+    assert "nope.npz: no such file" in capsys.readouterr().err

@@ -92,3 +92,54 @@ def test_shift_fraction_is_one_for_truth_and_zero_for_the_prior(tmp_path: Path) 
     assert mod.main([*argv, "-o", str(out)]) == 0
     r = json.loads((out / "prior_shift.json").read_text())["shift"]["t_had_mass"]["mass"]
     assert abs(r["shift_fraction"]) < 4 * r["shift_fraction_err"]
+
+
+def test_top_pt_iterations_prior_move_and_weights_file(tmp_path: Path) -> None:
+    mod = _script()
+    rng = np.random.default_rng(5)
+    b, s = 2000, 2
+    t_nom = _partons(rng, b, 173.0)
+    nom = _result(t_nom, np.repeat(t_nom[:, None], s, 1), 1)
+    write_unbinned(tmp_path / "nom.h5", nom)
+    out = tmp_path / "out"
+    wfile = tmp_path / "w.npz"
+    assert mod.main(["--nominal", str(tmp_path / "nom.h5"), "-o", str(out)]) == 0
+    got = json.loads((out / "prior_shift.json").read_text())
+    d_true = got["shift"]["t_had_pt"]["top_pt"]["true_shift"]
+    ref = got["shift"]["t_had_pt"]["top_pt"]["unfolded_nominal"]
+
+    # the top-pT run: unfolded moves by half the true shift per iteration, its prior lags
+    # one iteration behind; the nominal run stays put
+    def row(k: int, unf: float, prior: float) -> dict:
+        return {
+            "observables": {"t_had_pt": {"mean": unf, "median": unf}},
+            "prior": {"t_had_pt": {"mean": prior, "median": prior}},
+            "weights": {"std": 0.1 * k, "max": 1 + k, "ess_fraction": 1 - 0.1 * k},
+            "classifier_val_loss": 0.69 if k < 2 else None,
+        }
+
+    frac = [0.5, 0.75, 0.875]
+    pt_it, nom_it = tmp_path / "pt.json", tmp_path / "nom.json"
+    pt_it.write_text(
+        json.dumps(
+            [
+                row(k, ref + f * d_true, 150.0 + (frac[k - 1] if k else 0) * d_true)
+                for k, f in enumerate(frac)
+            ]
+        )
+    )
+    nom_it.write_text(json.dumps([row(k, ref, 150.0) for k in range(3)]))
+    argv = ["--nominal", str(tmp_path / "nom.h5"), "-o", str(out)]
+    its = ["--iterations-top-pt", str(pt_it), "--iterations-nominal", str(nom_it)]
+    assert mod.main([*argv, *its, "--write-top-pt-weights", str(wfile)]) == 0
+    got = json.loads((out / "prior_shift.json").read_text())
+    rows = got["iterations_top_pt"]["t_had_pt"]
+    assert [r["shift_fraction"] for r in rows] == pytest.approx(frac)
+    assert [r["paired_shift_fraction"] for r in rows] == pytest.approx(frac)
+    assert [r["prior_shift_fraction"] for r in rows] == pytest.approx([0.0, 0.5, 0.75])
+    assert rows[2]["weights"]["max"] == 3 and rows[2]["classifier_val_loss"] is None
+    assert set(got["iterations_top_pt"]) == {"t_had_pt"}  # only the reported observables
+    assert "prior shift fraction" in (out / "prior_shift.md").read_text()
+    w = np.load(wfile)
+    np.testing.assert_array_equal(w["event"], nom.event.astype(np.int64))
+    np.testing.assert_allclose(w["weight"], mod.top_pt_weights(nom, 0.002))

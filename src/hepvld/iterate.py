@@ -50,6 +50,7 @@ __all__ = [
     "density_ratio",
     "iterate",
     "main",
+    "read_data_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,39 @@ def density_ratio(
     return np.exp(np.clip(logit, -20, 20)), val_loss
 
 
+# -- data weights -----------------------------------------------------------------------
+def read_data_weights(path: str | Path, events: np.ndarray) -> np.ndarray:
+    """Per-event data weights ``(B,)`` for the event numbers ``events (B,)`` from an NPZ.
+
+    The file holds ``event (M,)`` (event numbers) and ``weight (M,)`` (finite, >= 0);
+    each of ``events`` must be in it (a reweighted pseudo-data sample, e.g. the top-pT
+    reweighting of ``analysis/prior_shift.py --write-top-pt-weights``). Raises
+    ``ValueError`` naming the file and what is wrong.
+    """
+    with np.load(path) as f:
+        missing = [k for k in ("event", "weight") if k not in f.files]
+        if missing:
+            raise ValueError(f"data weights {path}: no array {missing} (has {f.files})")
+        ev = np.asarray(f["event"]).astype(np.int64).ravel()
+        w = np.asarray(f["weight"], np.float64).ravel()
+    if ev.shape != w.shape:
+        raise ValueError(f"data weights {path}: event {ev.shape} and weight {w.shape} differ")
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        raise ValueError(f"data weights {path}: weights must be finite and >= 0")
+    order = np.argsort(ev, kind="stable")
+    ev, w = ev[order], w[order]
+    want = np.asarray(events).astype(np.int64)
+    pos = np.clip(np.searchsorted(ev, want), 0, max(len(ev) - 1, 0))
+    found = (pos < len(ev)) & (ev[pos] == want) if len(ev) else np.zeros(len(want), bool)
+    if not found.all():
+        bad = want[~found][:5].tolist()
+        raise ValueError(
+            f"data weights {path}: {int((~found).sum())} data events have no weight "
+            f"(event numbers {bad}...)"
+        )
+    return w[pos]
+
+
 # -- helpers ----------------------------------------------------------------------------
 def _draws(net: Any, tensors: Any, cfg: IterateConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Physical posterior draws ``values (B, S, K, H)``, ``mask (B, S, K)`` of ``tensors``
@@ -317,6 +351,7 @@ def iterate(
     *,
     observables: Mapping[str, Observable] | None = None,
     tree: str = "Events",
+    data_weights: np.ndarray | str | Path | None = None,
 ) -> list[IterationRecord]:
     """Run the iteration; returns the convergence report (also ``iterations.json``).
 
@@ -333,6 +368,11 @@ def iterate(
         (the final per-event prior weights of the simulation's training split).
     observables
         Monitored observables (default: :data:`PARTON_OBSERVABLES` at parton level).
+    data_weights : (B,) array or NPZ path, optional
+        Per-event weights of the selected data events (a reweighted pseudo-data
+        sample): an array in the order the events are read, or a file of
+        :func:`read_data_weights` (matched by event number). They weight the data draws
+        in the classifier and in the unfolded summary (default: 1).
     """
     import torch
 
@@ -362,6 +402,18 @@ def iterate(
     )
     if len(data) == 0 or len(sim_train) == 0:
         raise ValueError(f"no selected events: data {len(data)}, simulation {len(sim_train)}")
+    w_data = None
+    if isinstance(data_weights, (str, Path)):
+        w_data = read_data_weights(data_weights, data.event)
+    elif data_weights is not None:
+        w_data = np.asarray(data_weights, np.float64).ravel()
+    if w_data is not None and (
+        w_data.shape != (len(data),) or not np.isfinite(w_data).all() or w_data.sum() <= 0
+    ):
+        raise ValueError(
+            f"data_weights: need {len(data)} finite weights with a positive sum "
+            f"(one per selected data event), got shape {w_data.shape}"
+        )
     for part in (sim_train, sim_val):
         assert part.targets is not None and part.target_mask is not None
     st_x, st_m = sim_train.targets, sim_train.target_mask
@@ -409,7 +461,7 @@ def iterate(
                 rec = IterationRecord(
                     it,
                     ckpt_path,
-                    observables=_summary(level, dv, dm, observables),
+                    observables=_summary(level, dv, dm, observables, w_data),
                     prior=_summary(level, st_x, st_m, observables, w_train),
                     weights=_weight_stats(w_train / base_w_train),
                 )
@@ -436,6 +488,7 @@ def iterate(
                     feats(dv, dm),
                     ref_x,
                     at,
+                    num_weights=None if w_data is None else np.repeat(w_data, cfg.n_samples),
                     den_weights=ref_w,
                     hidden=cfg.classifier_hidden,
                     epochs=cfg.classifier_epochs,
@@ -477,6 +530,11 @@ def iterate(
                             "iteration": it + 1,
                             "start": ckpt_path,
                             "data": [str(f) for f in data_files],
+                            "data_weights": (
+                                str(data_weights)
+                                if isinstance(data_weights, (str, Path))
+                                else ("array" if data_weights is not None else None)
+                            ),
                             "reference": cfg.reference,
                             "step_size": cfg.step_size,
                         },

@@ -57,6 +57,13 @@ def build_parser(prog: str = "hepvld-iterate") -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", "-c", required=True, type=Path, help="starting model")
     p.add_argument("--output", "-o", required=True, type=Path, help="output directory")
     p.add_argument("--tree", default="Events", help="input tree name")
+    p.add_argument(
+        "--data-weights",
+        type=Path,
+        help="NPZ with per-event data weights (arrays event, weight; matched by event "
+        "number): a reweighted pseudo-data sample, e.g. from analysis/prior_shift.py "
+        "--write-top-pt-weights (default: unweighted data)",
+    )
     for f in dataclasses.fields(IterateConfig):
         opt = "--" + f.name.replace("_", "-")
         kind = {"float": float, "int": int}.get(str(f.type).split(" ")[0], str)
@@ -83,7 +90,17 @@ def _run(args: argparse.Namespace) -> int:
         from hepvld.api import load
 
         load(args.checkpoint)
-    records = iterate(args.sim, args.data, args.checkpoint, args.output, cfg, tree=args.tree)
+    if args.data_weights is not None and not args.data_weights.is_file():
+        raise CLIError(f"--data-weights {args.data_weights}: no such file")
+    records = iterate(  # a bad weights file: ValueError naming it, reported as one message
+        args.sim,
+        args.data,
+        args.checkpoint,
+        args.output,
+        cfg,
+        tree=args.tree,
+        data_weights=args.data_weights,
+    )
     for r in records:
         obs = ", ".join(f"{k} {v['median']:.3f}" for k, v in r.observables.items())
         log.info("iteration %d (%s): %s", r.iteration, r.checkpoint, obs)
