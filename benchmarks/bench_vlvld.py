@@ -82,15 +82,18 @@ KINDS = ("pt", "eta", "phi", "mass", "px", "py", "pz", "logE")
 EVENT_COLUMNS = ("met", "met_phi", "nu_px", "nu_py", "nu_pz", "nu_E")
 
 
-def _unfold(net: Any, det: Any, idx: np.ndarray, n_draws: int, seed: int, steps: int) -> Any:
-    """Physical draws ``values (B, S, K, H)``, ``mask (B, S, K)`` of events ``idx``."""
+def _unfold(
+    net: Any, det: Any, idx: np.ndarray, n_draws: int, seed: int, steps: int, chunk: int = 512
+) -> Any:
+    """Physical draws ``values (B, S, K, H)``, ``mask (B, S, K)`` of events ``idx``, in
+    chunks of ``chunk`` events (noise keyed per event: :func:`hepvld.api.event_noise`)."""
     from hepvld.api import event_noise
     from hepvld.diffusion import SamplerSpec
 
     spec = SamplerSpec("dpmpp2m", steps=steps)
     values, masks = [], []
-    for start in range(0, len(idx), 512):
-        sl = idx[start : start + 512]
+    for start in range(0, len(idx), chunk):
+        sl = idx[start : start + chunk]
         noise = event_noise(seed, det.event[sl].astype(np.uint64), (n_draws, *net.noise_shape))
         d = net.unfold(
             torch.as_tensor(det.objects[sl]),
@@ -132,13 +135,17 @@ def _hist_table(draw_n: np.ndarray, true_n: np.ndarray) -> list[dict[str, float]
     return rows
 
 
-def _time_sampling(net: Any, det: Any, steps: int, repeats: int = 3) -> float:
-    """Seconds per draw (64 events x 4 draws, ``steps`` dpmpp2m steps), best of repeats."""
+def _time_sampling(
+    net: Any, det: Any, steps: int, repeats: int = 3, idx: np.ndarray | None = None
+) -> float:
+    """Seconds per draw (64 events x 4 draws, ``steps`` dpmpp2m steps), best of repeats;
+    the first 64 events of ``idx`` (default: of ``det``)."""
     from hepvld.diffusion import SamplerSpec
 
     spec = SamplerSpec("dpmpp2m", steps=steps)
-    args = (torch.as_tensor(det.objects[:64]), torch.as_tensor(det.mask[:64]))
-    glob = torch.as_tensor(det.globals[:64])
+    sl = np.arange(64) if idx is None else np.asarray(idx)[:64]
+    args = (torch.as_tensor(det.objects[sl]), torch.as_tensor(det.mask[sl]))
+    glob = torch.as_tensor(det.globals[sl])
     best = float("inf")
     for r in range(repeats):
         t0 = time.perf_counter()
@@ -146,7 +153,7 @@ def _time_sampling(net: Any, det: Any, steps: int, repeats: int = 3) -> float:
             *args, glob, n_samples=4, sampler=spec, generator=torch.Generator().manual_seed(r)
         )
         best = min(best, time.perf_counter() - t0)
-    return best / (64 * 4)
+    return best / (len(sl) * 4)
 
 
 def _time_train_step(net: Any, batch: dict[str, torch.Tensor], repeats: int = 5) -> float:

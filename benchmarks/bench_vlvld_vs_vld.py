@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_vlvld import _time_sampling, _unfold
 
 from hepvld.cli._common import Parser
 
@@ -55,30 +56,6 @@ COLUMNS = (
     "ttbar/mass",
     "ttbar/pt",
 )
-
-
-def _draws(net: Any, det: Any, idx: np.ndarray, n_draws: int, seed: int, steps: int) -> Any:
-    """Physical draws ``values (B, S, K, H)``, ``mask (B, S, K)`` of events ``idx``
-    (noise keyed per event: :func:`hepvld.api.event_noise`)."""
-    from hepvld.api import event_noise
-    from hepvld.diffusion import SamplerSpec
-
-    spec = SamplerSpec("dpmpp2m", steps=steps)
-    values, masks = [], []
-    for start in range(0, len(idx), 256):
-        sl = idx[start : start + 256]
-        noise = event_noise(seed, det.event[sl].astype(np.uint64), (n_draws, *net.noise_shape))
-        d = net.unfold(
-            torch.as_tensor(det.objects[sl]),
-            torch.as_tensor(det.mask[sl]),
-            torch.as_tensor(det.globals[sl]),
-            n_samples=n_draws,
-            sampler=spec,
-            noise=noise,
-        )
-        values.append(d.values.numpy())
-        masks.append(d.mask.numpy())
-    return np.concatenate(values), np.concatenate(masks)
 
 
 def _parton_columns(level: Any, values: np.ndarray) -> np.ndarray:
@@ -127,21 +104,6 @@ def _w1_rows(draws: np.ndarray, truth: np.ndarray, floor: np.ndarray) -> dict[st
             "valid_truth": float(np.isfinite(truth[:, i]).mean()),
         }
     return out
-
-
-def _seconds_per_draw(net: Any, det: Any, idx: np.ndarray, steps: int, repeats: int = 3) -> float:
-    """Seconds per draw of ``net.unfold`` on 64 events x 4 draws, best of ``repeats``."""
-    from hepvld.diffusion import SamplerSpec
-
-    spec = SamplerSpec("dpmpp2m", steps=steps)
-    sl = idx[:64]
-    args = [torch.as_tensor(a[sl]) for a in (det.objects, det.mask, det.globals)]
-    best = float("inf")
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        net.unfold(*args, n_samples=4, sampler=spec, generator=torch.Generator().manual_seed(r))
-        best = min(best, time.perf_counter() - t0)
-    return best / (len(sl) * 4)
 
 
 def _select(args: argparse.Namespace) -> dict[str, Any]:
@@ -199,8 +161,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.timing_only:
         out["seconds_per_draw"] = {
-            "vlvld": _seconds_per_draw(vl_net, vl_test, vl_idx, args.steps),
-            "fixed": _seconds_per_draw(fx_net, fx_test, fx_idx, args.steps),
+            "vlvld": _time_sampling(vl_net, vl_test, args.steps, idx=vl_idx),
+            "fixed": _time_sampling(fx_net, fx_test, args.steps, idx=fx_idx),
         }
         return out
 
@@ -218,13 +180,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     vl_floor, fx_floor = vl_keep[i_vl[order]], i_fx[order]
 
     t0 = time.perf_counter()
-    vl_v, vl_m = _draws(vl_net, vl_test, vl_idx, args.draws, args.seed, args.steps)
+    vl_v, vl_m = _unfold(vl_net, vl_test, vl_idx, args.draws, args.seed, args.steps, chunk=256)
     t_vl = time.perf_counter() - t0
     t0 = time.perf_counter()
     vl_cols = _particle_columns(vl.level, vl_v, vl_m)
     t_pt = time.perf_counter() - t0
     t0 = time.perf_counter()
-    fx_v, _ = _draws(fx_net, fx_test, fx_idx, args.draws, args.seed, args.steps)
+    fx_v, _ = _unfold(fx_net, fx_test, fx_idx, args.draws, args.seed, args.steps, chunk=256)
     t_fx = time.perf_counter() - t0
     fx_cols = _parton_columns(fx.level, fx_v)
     out["sampling_wall_seconds"] = {
@@ -243,8 +205,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "fixed": _w1_rows(fx_cols, fx_truth, fx_ref),
     }
     out["seconds_per_draw"] = {
-        "vlvld": _seconds_per_draw(vl_net, vl_test, vl_idx, args.steps),
-        "fixed": _seconds_per_draw(fx_net, fx_test, fx_idx, args.steps),
+        "vlvld": _time_sampling(vl_net, vl_test, args.steps, idx=vl_idx),
+        "fixed": _time_sampling(fx_net, fx_test, args.steps, idx=fx_idx),
         "vlvld_pseudo_top": t_pt / (n * args.draws),
     }
     return out
