@@ -25,7 +25,8 @@ selection:
   and the predicted multiplicity distribution (sum over events of ``p(n | y)``) vs truth;
 * W1 of each feature of the four leading objects and of the event vector, one draw per
   event, vs its truth floor: W1 between the test truth and the same number of training
-  truth events (independent generator seed);
+  truth events (independent generator seed); the same for the two leading b-jets, the
+  two leading light jets, the lepton and the pseudo-top candidates' mass and pT;
 * CRPS skill per object (``1 - CRPS / CRPS_ref``, fair CRPS, ``--draws`` draws per event
   on ``--crps-events`` events; reference: random training events, the no-information
   posterior);
@@ -80,6 +81,8 @@ TRAIN_COMMAND = [
 RANKED = ("obj1", "obj2", "obj3", "obj4")
 KINDS = ("pt", "eta", "phi", "mass", "px", "py", "pz", "logE")
 EVENT_COLUMNS = ("met", "met_phi", "nu_px", "nu_py", "nu_pz", "nu_E")
+TYPED = ("bjet1", "bjet2", "light1", "light2", "lepton")
+PSEUDO_TOP = [f"{p}/{k}" for p in ("t_had", "t_lep", "W_had", "W_lep") for k in ("mass", "pt")]
 
 
 def _unfold(
@@ -289,16 +292,21 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             }
     out["multiplicity_heads"] = heads
 
-    # W1 of leading objects and the event vector vs the truth floor
-    w1 = {}
-    names = [f"{o}/{k}" for o in RANKED for k in KINDS] + list(EVENT_COLUMNS)
-    for name in names:
-        i = col[name]
-        a, b, c = f_draw[:, i], f_true[:, i], f_floor[:, i]
-        a, b, c = a[np.isfinite(a)], b[np.isfinite(b)], c[np.isfinite(c)]
-        model_w1, floor_w1 = float(wasserstein(a, b)), float(wasserstein(c, b))
-        w1[name] = {"w1": model_w1, "floor": floor_w1, "ratio": model_w1 / max(floor_w1, 1e-12)}
-    out["w1"] = w1
+    # W1 of leading objects and the event vector vs the truth floor; the same by type
+    # (leading b-jets, light jets, the lepton) and of the pseudo-top candidates
+    def w1_table(names: list[str]) -> dict[str, dict[str, float]]:
+        table = {}
+        for name in names:
+            i = col[name]
+            a, b, c = f_draw[:, i], f_true[:, i], f_floor[:, i]
+            a, b, c = a[np.isfinite(a)], b[np.isfinite(b)], c[np.isfinite(c)]
+            model_w1, floor_w1 = float(wasserstein(a, b)), float(wasserstein(c, b))
+            ratio = model_w1 / max(floor_w1, 1e-12)
+            table[name] = {"w1": model_w1, "floor": floor_w1, "ratio": ratio}
+        return table
+
+    out["w1"] = w1_table([f"{o}/{k}" for o in RANKED for k in KINDS] + list(EVENT_COLUMNS))
+    out["w1_by_type"] = w1_table([f"{o}/{k}" for o in TYPED for k in KINDS] + PSEUDO_TOP)
 
     # CRPS skill per object
     sub = keep[: args.crps_events]
@@ -438,6 +446,9 @@ def _print(out: dict[str, Any]) -> None:
         )
     print("\nW1 vs truth floor:")
     for name, w in out["w1"].items():
+        print(f"  {name:14s} W1 {w['w1']:10.4f}  floor {w['floor']:10.4f}  ratio {w['ratio']:6.2f}")
+    print("\nW1 vs truth floor, by type and of the pseudo-top candidates:")
+    for name, w in out["w1_by_type"].items():
         print(f"  {name:14s} W1 {w['w1']:10.4f}  floor {w['floor']:10.4f}  ratio {w['ratio']:6.2f}")
     print("\nCRPS skill per object:")
     for obj, sk in out["crps_skill"].items():

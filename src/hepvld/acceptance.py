@@ -9,7 +9,13 @@ what the detector selection gives:
   fiducial cut is applied to each posterior draw after unfolding
   (:func:`fiducial_fraction`): an event contributes the fraction of its draws inside.
   The removed weight is the unfolded estimate of the fake rate, reported in a cut-flow
-  (:func:`fake_cutflow`); on simulation it compares with the true rate.
+  (:func:`fake_cutflow`); on simulation it compares with the true rate. Where the
+  model's draws near the fiducial boundary are not calibrated (the unfolded fake rate
+  differs from the true one on simulation), the fake fraction is taken from the
+  simulation instead: the *purity* per bin of the unfolded observable (:func:`purity`),
+  the fraction of the simulation's unfolded weight in the bin that belongs to truly
+  fiducial events, multiplies the unfolded histogram of all draws (``correct(...,
+  purity=...)``), as the bin-by-bin fake correction of binned unfoldings.
 * **inefficiencies**: fiducial events that fail the detector selection never reach the
   unfolding. A per-bin efficiency from simulation generated *without* the selection
   (``python -m hepvld.generate --no-select --count generated``),
@@ -40,11 +46,13 @@ from hepvld.io.unbinned import HistogramResult
 __all__ = [
     "EfficiencyResult",
     "FiducialCuts",
+    "PurityResult",
     "correct",
     "efficiency",
     "fake_cutflow",
     "fake_rates",
     "fiducial_fraction",
+    "purity",
 ]
 
 
@@ -153,17 +161,84 @@ def efficiency(
     return EfficiencyResult(e, eff, err, n_eff)
 
 
-def correct(hist: HistogramResult, eff: EfficiencyResult) -> HistogramResult:
-    """Divide an unfolded fiducial histogram by the efficiency (same edges).
+@dataclass
+class PurityResult:
+    """Per-bin purity of an unfolded observable, ``p = fiducial part / all`` of the
+    simulation's unfolded weight in the bin, with binomial errors (``edges (n+1,)``,
+    ``purity (n,)``, ``error (n,)``, ``n_unfolded (n,)``: the effective number of events
+    per bin)."""
 
-    The statistical (bootstrap) and draw errors scale with ``1/ε``; the efficiency's own
-    (simulation-statistics) error is a separate uncertainty of the correction:
-    ``nominal * eff.error / eff.efficiency`` per bin.
+    edges: np.ndarray
+    purity: np.ndarray
+    error: np.ndarray
+    n_unfolded: np.ndarray
+
+
+def purity(
+    draw_values: np.ndarray,
+    truth_fiducial: np.ndarray,
+    edges: Any,
+    *,
+    weights: np.ndarray | None = None,
+) -> PurityResult:
+    """Purity per bin of an unfolded observable, from simulation.
+
+    Parameters
+    ----------
+    draw_values : (B, S)
+        The observable of every posterior draw of the simulation's detector-selected
+        events (NaN where a draw has none: left out of the event's fractions).
+    truth_fiducial : (B,) bool
+        Whether each event's *truth* is inside the fiducial phase space.
+    edges : (n+1,)
+    weights : (B,), optional
+        Event weights. Each event counts with its weight times the fraction of its draws
+        in the bin.
+    """
+    x = np.asarray(draw_values, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"purity: draw_values must be (B, S), got shape {x.shape}")
+    e = np.asarray(edges, np.float64)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, np.float64)
+    fid = np.asarray(truth_fiducial, bool)
+    if fid.shape != (len(x),) or w.shape != (len(x),):
+        raise ValueError("purity: truth_fiducial and weights must be (B,) like draw_values")
+    n_draws = np.isfinite(x).sum(1)
+    frac_w = np.where(n_draws > 0, w / np.maximum(n_draws, 1), 0.0)
+    rows = np.repeat(np.arange(len(x)), x.shape[1])
+    flat, ok = x.ravel(), np.isfinite(x.ravel())
+    rows, flat = rows[ok], flat[ok]
+    den = np.histogram(flat, e, weights=frac_w[rows])[0]
+    num = np.histogram(flat, e, weights=(frac_w * fid)[rows])[0]
+    den2 = np.histogram(flat, e, weights=frac_w[rows] ** 2)[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pur = num / den
+        n_eff = den**2 / den2
+        err = np.sqrt(pur * (1 - pur) / n_eff)
+    return PurityResult(e, pur, err, n_eff)
+
+
+def correct(
+    hist: HistogramResult, eff: EfficiencyResult, purity: PurityResult | None = None
+) -> HistogramResult:
+    """Divide an unfolded fiducial histogram by the efficiency (same edges); with
+    ``purity``, ``hist`` is the histogram of *all* draws (no fiducial cut) and is first
+    multiplied by the purity (:func:`purity`).
+
+    The statistical (bootstrap) and draw errors scale with ``p/ε``; the efficiency's and
+    purity's own (simulation-statistics) errors are separate uncertainties of the
+    correction: ``nominal * eff.error / eff.efficiency`` per bin (and likewise for p).
     """
     if hist.edges.shape != eff.edges.shape or not np.allclose(hist.edges, eff.edges):
         raise ValueError("correct: the histogram and the efficiency have different bin edges")
+    if purity is not None and (
+        hist.edges.shape != purity.edges.shape or not np.allclose(hist.edges, purity.edges)
+    ):
+        raise ValueError("correct: the histogram and the purity have different bin edges")
     with np.errstate(invalid="ignore", divide="ignore"):
         inv = np.where(eff.efficiency > 0, 1.0 / eff.efficiency, np.nan)
+    if purity is not None:  # a bin the simulation's draws never reach: 0 if empty here too
+        inv = inv * np.where(np.isnan(purity.purity) & (hist.nominal == 0), 0.0, purity.purity)
     return HistogramResult(
         edges=hist.edges,
         nominal=hist.nominal * inv,

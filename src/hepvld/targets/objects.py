@@ -27,12 +27,29 @@ from typing import Any
 import numpy as np
 
 from hepvld.features.selection import SelectionCuts
+from hepvld.io.schemas import ELECTRON_MASS, MUON_MASS
 from hepvld.physics.kinematics import LOG_E_MAX
 
-__all__ = ["OBJECT_PARAMETERISATIONS", "from_phase_space", "to_phase_space"]
+__all__ = [
+    "LEPTON_MASSES",
+    "LEPTON_MASS_PARAMETERISATIONS",
+    "LEPTON_MASS_SCALE",
+    "OBJECT_PARAMETERISATIONS",
+    "from_dressing_mass",
+    "from_phase_space",
+    "to_dressing_mass",
+    "to_phase_space",
+]
 
 #: Names of the object parameterisations of the particle level.
 OBJECT_PARAMETERISATIONS: tuple[str, ...] = ("cartesian", "phase_space")
+#: Names of the lepton-mass parameterisations: ``"log"`` (``log(M+1)``, as the jets) or
+#: ``"dressing"`` (:func:`to_dressing_mass`).
+LEPTON_MASS_PARAMETERISATIONS: tuple[str, ...] = ("log", "dressing")
+#: Unit of the dressing mass excess, GeV.
+LEPTON_MASS_SCALE = 0.01
+#: Rest masses of the electron and the muon (type columns 7, 8), GeV.
+LEPTON_MASSES: tuple[float, float] = (ELECTRON_MASS, MUON_MASS)
 
 _TYPES = slice(5, 9)  # one-hot type columns (b, light, e, μ): jets are types 0, 1
 _MIN_DPT = 1e-3  # GeV
@@ -111,4 +128,53 @@ def from_phase_space(values: Any, cuts: SelectionCuts) -> Any:
     px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
     e = np.sqrt(px**2 + py**2 + pz**2 + mass**2)
     values[..., 1:, :5] = np.stack([px, py, pz, np.log1p(e), np.log1p(mass)], axis=-1)
+    return values
+
+
+def _lepton_rest_mass(values: Any) -> tuple[Any, Any]:
+    """``(is_lepton, m_l)`` per object slot ``(..., K-1)`` from the slot's type (argmax)."""
+    kind = values[..., 1:, _TYPES].argmax(-1)
+    if type(values).__module__.split(".")[0] == "torch":
+        import torch
+
+        one = torch.ones_like(values[..., 1:, 0])
+        return kind >= 2, torch.where(kind == 2, LEPTON_MASSES[0] * one, LEPTON_MASSES[1] * one)
+    return kind >= 2, np.where(kind == 2, *LEPTON_MASSES)
+
+
+def to_dressing_mass(values: np.ndarray) -> np.ndarray:
+    """Column 4 (``log(M+1)``) of the lepton slots of ``values (..., K, 9)`` (numpy) ->
+    ``log(1 + (M − m_l) / LEPTON_MASS_SCALE)``, the mass the dressing photons add over
+    the lepton's rest mass (``m_e``, ``m_μ`` by the slot's type) in units of 10 MeV.
+
+    A dressed lepton's mass is its rest mass in most events (84 % of the leptons of our
+    tt̄ sample) and at most a few GeV; as ``log(M+1)`` beside the jets' 3–100 GeV masses
+    a network's percent-level error on the column spreads the leptons over ±0.3 GeV (a
+    drawn muon of mass 0, an electron of 0.3 GeV). In these units the rest mass is the
+    column's 0 and a draw below it decodes to the rest mass exactly. Jet slots and the
+    event slot are left alone; float64."""
+    values = np.array(values, dtype=np.float64)
+    lepton, rest = _lepton_rest_mass(values)
+    mass = np.expm1(values[..., 1:, 4])
+    excess = np.log1p(np.maximum(mass - rest, 0.0) / LEPTON_MASS_SCALE)
+    values[..., 1:, 4] = np.where(lepton, excess, values[..., 1:, 4])
+    return values
+
+
+def from_dressing_mass(values: Any) -> Any:
+    """Inverse of :func:`to_dressing_mass` (numpy or torch, differentiable): lepton slots'
+    column 4 -> ``log(M+1)`` with ``M = m_l + LEPTON_MASS_SCALE · expm1(max(u, 0))``.
+    Returns a new array."""
+    lepton, rest = _lepton_rest_mass(values)
+    u = values[..., 1:, 4]
+    if type(values).__module__.split(".")[0] == "torch":
+        import torch
+
+        mass = rest + LEPTON_MASS_SCALE * u.clamp(0.0, LOG_E_MAX).expm1()
+        out = values.clone()
+        out[..., 1:, 4] = torch.where(lepton, torch.log1p(mass), u)
+        return out
+    values = np.array(values, dtype=np.result_type(values, np.float32))
+    mass = rest + LEPTON_MASS_SCALE * np.expm1(np.clip(u, 0.0, LOG_E_MAX))
+    values[..., 1:, 4] = np.where(lepton, np.log1p(mass), u)
     return values

@@ -44,7 +44,7 @@ from hepvld.features.selection import PAPER_CUTS, SelectionCuts
 from hepvld.physics.kinematics import LOG_E_MAX
 from hepvld.targets.base import TargetTensors, register_level
 from hepvld.targets.neutrino import NEUTRINO_PARAMETERISATIONS
-from hepvld.targets.objects import OBJECT_PARAMETERISATIONS
+from hepvld.targets.objects import LEPTON_MASS_PARAMETERISATIONS, OBJECT_PARAMETERISATIONS
 
 __all__ = [
     "CANDIDATES",
@@ -98,8 +98,14 @@ CANDIDATES: tuple[str, ...] = ("W_had", "W_lep", "t_had", "t_lep")
 PHASE_SPACES: dict[str, SelectionCuts] = {"detector": PAPER_CUTS, "wide": WIDE_CUTS}
 
 _H = len(OBJECT_FEATURES)
-#: The level's options that choose what the network generates (default ``"cartesian"``).
-_PARAMETERISATION_OPTIONS: tuple[str, ...] = ("neutrino", "objects")
+#: The level's options that choose what the network generates, with their defaults (what a
+#: checkpoint without the option was trained with).
+_PARAMETERISATION_DEFAULTS: dict[str, str] = {
+    "neutrino": "cartesian",
+    "objects": "cartesian",
+    "lepton_mass": "log",
+}
+_PARAMETERISATION_OPTIONS: tuple[str, ...] = tuple(_PARAMETERISATION_DEFAULTS)
 
 
 def _output() -> Any:
@@ -281,6 +287,11 @@ class ParticleLevel:
         or ``"phase_space"`` (``log(pT − pT_min)``, ``artanh(η/η_max)``, ``cos φ``,
         ``sin φ``, ``log(M+1)``: every draw inside the object cuts and on its mass shell,
         :mod:`hepvld.targets.objects`).
+    lepton_mass
+        What the network generates for a lepton's mass: ``"log"`` (``log(M+1)``, as the
+        jets) or ``"dressing"`` (the dressing photons' excess over the rest mass in 10 MeV,
+        :func:`~hepvld.targets.objects.to_dressing_mass`: the rest mass exactly unless
+        dressed).
     """
 
     name = "particle"
@@ -289,6 +300,7 @@ class ParticleLevel:
     phase_space: str = "detector"
     neutrino: str = "cartesian"
     objects: str = "cartesian"
+    lepton_mass: str = "log"
 
     def __post_init__(self) -> None:
         if int(self.max_objects) < 1:
@@ -306,6 +318,11 @@ class ParticleLevel:
             raise ValueError(
                 f"unknown object parameterisation {self.objects!r}; choose one of "
                 f"{list(OBJECT_PARAMETERISATIONS)}"
+            )
+        if self.lepton_mass not in LEPTON_MASS_PARAMETERISATIONS:
+            raise ValueError(
+                f"unknown lepton_mass parameterisation {self.lepton_mass!r}; choose one of "
+                f"{list(LEPTON_MASS_PARAMETERISATIONS)}"
             )
 
     # -- sizes -----------------------------------------------------------------------
@@ -343,8 +360,8 @@ class ParticleLevel:
             "max_objects": int(self.max_objects),
             "phase_space": self.phase_space,
         }
-        for name in _PARAMETERISATION_OPTIONS:  # recorded only when set: old checkpoints
-            if getattr(self, name) != "cartesian":  # compare equal
+        for name, default in _PARAMETERISATION_DEFAULTS.items():  # recorded only when set:
+            if getattr(self, name) != default:  # old checkpoints compare equal
                 options[name] = getattr(self, name)
         return options
 
@@ -353,8 +370,9 @@ class ParticleLevel:
         generates, in physical units: the neutrino (``neutrino="w_mass"``,
         :func:`~hepvld.targets.neutrino.to_w_mass`), then the objects
         (``objects="phase_space"``, :func:`~hepvld.targets.objects.to_phase_space`);
-        the identity for the Cartesian defaults."""
-        if self.neutrino == "cartesian" and self.objects == "cartesian":
+        then the leptons' masses (``lepton_mass="dressing"``,
+        :func:`~hepvld.targets.objects.to_dressing_mass`); the identity for the defaults."""
+        if all(getattr(self, k) == d for k, d in _PARAMETERISATION_DEFAULTS.items()):
             return values
         if _is_torch(values):
             raise TypeError("the particle level's forward parameterisation takes numpy arrays")
@@ -367,12 +385,20 @@ class ParticleLevel:
             from hepvld.targets.objects import to_phase_space
 
             values = to_phase_space(values, mask, self.cuts)
+        if self.lepton_mass == "dressing":
+            from hepvld.targets.objects import to_dressing_mass
+
+            values = to_dressing_mass(values)
         return np.asarray(values).astype(dtype, copy=False)
 
     def from_parameters(self, values: Any) -> Any:
-        """Inverse of :meth:`to_parameters` (numpy or torch, differentiable): the objects
-        first (the neutrino is decoded on the physical lepton). Padded slots are not
-        zeroed: mask them."""
+        """Inverse of :meth:`to_parameters` (numpy or torch, differentiable): the lepton
+        masses, the objects (on the physical masses), then the neutrino (on the physical
+        lepton). Padded slots are not zeroed: mask them."""
+        if self.lepton_mass == "dressing":
+            from hepvld.targets.objects import from_dressing_mass
+
+            values = from_dressing_mass(values)
         if self.objects == "phase_space":
             from hepvld.targets.objects import from_phase_space
 
