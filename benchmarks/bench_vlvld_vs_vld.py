@@ -243,7 +243,7 @@ def _print(out: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--vlvld", type=Path, default=Path("/work/cache/vlvld/runA"))
+    p.add_argument("--vlvld", type=Path, default=Path("/work/cache/vlvld/F30b"))
     p.add_argument(
         "--fixed", type=Path, default=Path("/work/cache/quality/models/c-vld-decay-steps")
     )
