@@ -444,12 +444,12 @@ def _print(out: dict[str, Any]) -> None:
             f"  {kind:12s} mean log L = {h['mean_log_likelihood']:.4f}  "
             f"chi2(expected vs truth) = {h['expected_vs_truth_chi2']:.1f} / {h['bins']} bins"
         )
-    print("\nW1 vs truth floor:")
-    for name, w in out["w1"].items():
-        print(f"  {name:14s} W1 {w['w1']:10.4f}  floor {w['floor']:10.4f}  ratio {w['ratio']:6.2f}")
-    print("\nW1 vs truth floor, by type and of the pseudo-top candidates:")
-    for name, w in out["w1_by_type"].items():
-        print(f"  {name:14s} W1 {w['w1']:10.4f}  floor {w['floor']:10.4f}  ratio {w['ratio']:6.2f}")
+    for key, title in (("w1", ""), ("w1_by_type", ", by type and of the pseudo-top candidates")):
+        print(f"\nW1 vs truth floor{title}:")
+        for name, w in out[key].items():
+            print(
+                f"  {name:14s} W1 {w['w1']:10.4f}  floor {w['floor']:10.4f}  ratio {w['ratio']:6.2f}"
+            )
     print("\nCRPS skill per object:")
     for obj, sk in out["crps_skill"].items():
         print("  " + obj + "  " + "  ".join(f"{k} {v['skill']:+.3f}" for k, v in sk.items()))

@@ -127,6 +127,18 @@ class EfficiencyResult:
     n_fiducial: np.ndarray
 
 
+def _binomial_ratio(
+    num: np.ndarray, den: np.ndarray, den2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(r, error, n_eff)`` of the weighted per-bin ratio ``r = num / den`` (``num`` a
+    subset of ``den``; ``den2`` the bins' sums of squared weights): binomial error on the
+    effective number of entries ``n_eff = den² / den2``. NaN where a bin is empty."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = num / den
+        n_eff = den**2 / den2
+        return r, np.sqrt(r * (1 - r) / n_eff), n_eff
+
+
 def efficiency(
     truth_values: np.ndarray,
     fiducial: np.ndarray,
@@ -154,11 +166,7 @@ def efficiency(
     den = np.histogram(x[fid], e, weights=w[fid])[0]
     num = np.histogram(x[fid & sel], e, weights=w[fid & sel])[0]
     den2 = np.histogram(x[fid], e, weights=w[fid] ** 2)[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        eff = num / den
-        n_eff = den**2 / den2
-        err = np.sqrt(eff * (1 - eff) / n_eff)
-    return EfficiencyResult(e, eff, err, n_eff)
+    return EfficiencyResult(e, *_binomial_ratio(num, den, den2))
 
 
 @dataclass
@@ -211,11 +219,7 @@ def purity(
     den = np.histogram(flat, e, weights=frac_w[rows])[0]
     num = np.histogram(flat, e, weights=(frac_w * fid)[rows])[0]
     den2 = np.histogram(flat, e, weights=frac_w[rows] ** 2)[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pur = num / den
-        n_eff = den**2 / den2
-        err = np.sqrt(pur * (1 - pur) / n_eff)
-    return PurityResult(e, pur, err, n_eff)
+    return PurityResult(e, *_binomial_ratio(num, den, den2))
 
 
 def correct(

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from hepvld.physics.kinematics import is_torch
+
 __all__ = ["DetectorPreprocessor", "TargetPreprocessor", "spread_floor"]
 
 _VERSION = 1
@@ -34,13 +36,9 @@ def spread_floor(mean: np.ndarray, std: np.ndarray, eps: float) -> np.ndarray:
     return np.maximum(std, eps * np.maximum(np.abs(mean), 1.0))
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
 def _like(stat: np.ndarray, x: Any) -> Any:
     """A statistic as an array of the same kind, dtype and device as ``x``."""
-    if _is_torch(x):
+    if is_torch(x):
         import torch
 
         return torch.as_tensor(stat, dtype=x.dtype, device=x.device)
@@ -48,15 +46,15 @@ def _like(stat: np.ndarray, x: Any) -> Any:
 
 
 def _log1p(x: Any) -> Any:
-    return x.log1p() if _is_torch(x) else np.log1p(x)
+    return x.log1p() if is_torch(x) else np.log1p(x)
 
 
 def _expm1(x: Any) -> Any:
-    return x.expm1() if _is_torch(x) else np.expm1(x)
+    return x.expm1() if is_torch(x) else np.expm1(x)
 
 
 def _mask_like(mask: Any, x: Any) -> Any:
-    if _is_torch(x):
+    if is_torch(x):
         import torch
 
         return torch.as_tensor(mask, dtype=torch.bool, device=x.device)
@@ -64,7 +62,7 @@ def _mask_like(mask: Any, x: Any) -> Any:
 
 
 def _copy(x: Any) -> Any:
-    return x.clone() if _is_torch(x) else np.array(x, copy=True)
+    return x.clone() if is_torch(x) else np.array(x, copy=True)
 
 
 def _masked_stats(x: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,7 @@ __all__ = [
     "LOG_E_MAX",
     "components_to_p4",
     "energy",
+    "is_torch",
     "mass_shell_residual",
     "momentum_squared",
     "p4_components",
@@ -35,12 +36,14 @@ vector.register_awkward()
 LOG_E_MAX: float = 9.47
 
 
-def _is_torch(x: Any) -> bool:
+def is_torch(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor, without importing torch (the maps of this module,
+    of the target levels and of the preprocessing take numpy arrays and tensors alike)."""
     return type(x).__module__.split(".")[0] == "torch"
 
 
 def _exp(x: Any, max_log: float | None) -> Any:
-    if _is_torch(x):
+    if is_torch(x):
         return (x if max_log is None else x.clamp(max=max_log)).exp()
     if max_log is not None:
         x = np.minimum(x, max_log)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from hepvld.physics.constants import PARTONS
+from hepvld.physics.kinematics import is_torch
 
 __all__ = [
     "DECAYS",
@@ -86,12 +87,8 @@ _EPS = 1e-12
 
 
 # -- backend-generic helpers --------------------------------------------------------------
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
 def _stack(xs: Sequence[Any], axis: int = -1) -> Any:
-    if _is_torch(xs[0]):
+    if is_torch(xs[0]):
         import torch
 
         return torch.stack(list(xs), dim=axis)
@@ -100,28 +97,28 @@ def _stack(xs: Sequence[Any], axis: int = -1) -> Any:
 
 def _sqrt0(x: Any) -> Any:
     """``sqrt(max(x, 0))`` with a finite gradient at 0 (torch)."""
-    if _is_torch(x):
+    if is_torch(x):
         return x.clamp_min(_EPS).sqrt() * (x > 0)
     return np.sqrt(np.maximum(x, 0.0))
 
 
 def _log(x: Any) -> Any:
-    if _is_torch(x):
+    if is_torch(x):
         return x.clamp_min(1e-6).log()
     return np.log(np.maximum(x, 1e-6))
 
 
 def _floor(x: Any, eps: float = _EPS) -> Any:
-    return x.clamp_min(eps) if _is_torch(x) else np.maximum(x, eps)
+    return x.clamp_min(eps) if is_torch(x) else np.maximum(x, eps)
 
 
 def _clamp0(x: Any) -> Any:
-    return x.clamp_min(0.0) if _is_torch(x) else np.maximum(x, 0.0)
+    return x.clamp_min(0.0) if is_torch(x) else np.maximum(x, 0.0)
 
 
 def snap(m: Any, table: Sequence[float]) -> Any:
     """Each entry of ``m (...)`` replaced by the nearest value of ``table`` (numpy or torch)."""
-    if _is_torch(m):
+    if is_torch(m):
         import torch
 
         tt = torch.as_tensor(table, dtype=m.dtype, device=m.device)
@@ -138,7 +135,7 @@ def _mass(p4: Any) -> Any:
 def _boost(p4: Any, beta: Any) -> Any:
     """``p4 (..., 4)`` boosted by the velocity ``beta (..., 3)`` (|beta| < 1)."""
     b2 = (beta**2).sum(-1)
-    one_minus = (1.0 - b2).clamp_min(1e-18) if _is_torch(b2) else np.maximum(1.0 - b2, 1e-18)
+    one_minus = (1.0 - b2).clamp_min(1e-18) if is_torch(b2) else np.maximum(1.0 - b2, 1e-18)
     gamma = 1.0 / one_minus**0.5
     e, q = p4[..., 0], p4[..., 1:]
     bq = (beta * q).sum(-1)

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from hepvld.physics.kinematics import LOG_E_MAX
+from hepvld.physics.kinematics import LOG_E_MAX, is_torch
 
 __all__ = ["NEUTRINO_PARAMETERISATIONS", "from_rapidity", "from_w_mass", "to_rapidity", "to_w_mass"]
 
@@ -51,10 +51,6 @@ NEUTRINO_PARAMETERISATIONS: tuple[str, ...] = ("cartesian", "w_mass", "rapidity"
 
 _TYPES = slice(5, 9)  # the object slots' one-hot type columns (b, light, e, μ)
 _MIN_PT = 1e-3  # GeV: transverse momenta are floored here (a finite map at pT -> 0)
-
-
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
 
 
 def _lepton_numpy(values: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -114,7 +110,7 @@ def from_w_mass(values: Any) -> Any:
     ν E)`` of ``values (..., K, 9)`` (numpy or torch; differentiable in torch). Returns a
     new array; the reference lepton is the first slot typed e/μ (padded slots, all-zero,
     are typed b and never chosen)."""
-    if not _is_torch(values):
+    if not is_torch(values):
         values = np.array(values, dtype=np.result_type(values, np.float32))
         lpx, lpy, lpz, lm = _lepton_numpy(values, None)
         ev = values[..., 0, :]
@@ -162,7 +158,7 @@ def to_rapidity(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarra
 def from_rapidity(values: Any) -> Any:
     """Inverse of :func:`to_rapidity` (numpy or torch): ``y_ν = y_ℓ + Δy`` (column 5),
     ``pz = pT_ν sinh y_ν``, ``E = pT_ν cosh y_ν``; column 6 is not used."""
-    if not _is_torch(values):
+    if not is_torch(values):
         values = np.array(values, dtype=np.result_type(values, np.float32))
         lpx, lpy, lpz, lm = _lepton_numpy(values, None)
         ev = values[..., 0, :]

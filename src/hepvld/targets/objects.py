@@ -28,7 +28,7 @@ import numpy as np
 
 from hepvld.features.selection import SelectionCuts
 from hepvld.io.schemas import ELECTRON_MASS, MUON_MASS
-from hepvld.physics.kinematics import LOG_E_MAX
+from hepvld.physics.kinematics import LOG_E_MAX, is_torch
 
 __all__ = [
     "LEPTON_MASSES",
@@ -59,7 +59,7 @@ _MAX_ETA_FRACTION = 1.0 - 1e-6
 def _thresholds(values: Any, cuts: SelectionCuts) -> tuple[Any, Any]:
     """``(pT_min, η_max)`` per object slot ``(..., K-1)`` from the slot's type."""
     obj = values[..., 1:, :]
-    if type(values).__module__.split(".")[0] == "torch":
+    if is_torch(values):
         import torch
 
         jet = obj[..., _TYPES].argmax(-1) <= 1
@@ -107,7 +107,7 @@ def from_phase_space(values: Any, cuts: SelectionCuts) -> Any:
     Returns a new array; padded slots decode to an object on the cut — mask them."""
     pt_min, eta_max = _thresholds(values, cuts)
     obj = values[..., 1:, :]
-    if type(values).__module__.split(".")[0] == "torch":
+    if is_torch(values):
         import torch
 
         pt = pt_min + obj[..., 0].clamp(max=LOG_E_MAX).exp()
@@ -134,7 +134,7 @@ def from_phase_space(values: Any, cuts: SelectionCuts) -> Any:
 def _lepton_rest_mass(values: Any) -> tuple[Any, Any]:
     """``(is_lepton, m_l)`` per object slot ``(..., K-1)`` from the slot's type (argmax)."""
     kind = values[..., 1:, _TYPES].argmax(-1)
-    if type(values).__module__.split(".")[0] == "torch":
+    if is_torch(values):
         import torch
 
         one = torch.ones_like(values[..., 1:, 0])
@@ -167,7 +167,7 @@ def from_dressing_mass(values: Any) -> Any:
     Returns a new array."""
     lepton, rest = _lepton_rest_mass(values)
     u = values[..., 1:, 4]
-    if type(values).__module__.split(".")[0] == "torch":
+    if is_torch(values):
         import torch
 
         mass = rest + LEPTON_MASS_SCALE * u.clamp(0.0, LOG_E_MAX).expm1()

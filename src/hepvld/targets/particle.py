@@ -41,7 +41,7 @@ from hepvld.features.particle_level import (
     truth_selection,
 )
 from hepvld.features.selection import PAPER_CUTS, SelectionCuts
-from hepvld.physics.kinematics import LOG_E_MAX
+from hepvld.physics.kinematics import LOG_E_MAX, is_torch
 from hepvld.targets.base import TargetTensors, register_level
 from hepvld.targets.neutrino import NEUTRINO_PARAMETERISATIONS
 from hepvld.targets.objects import LEPTON_MASS_PARAMETERISATIONS, OBJECT_PARAMETERISATIONS
@@ -116,13 +116,9 @@ def _output() -> Any:
     return importlib.import_module("hepvld.targets.particle_output")
 
 
-def _is_torch(x: Any) -> bool:
-    return type(x).__module__.split(".")[0] == "torch"
-
-
 def _masked(x: Any, mask: Any) -> Any:
     """``x (..., K, H)`` with slots where ``mask (..., K)`` is False set to 0 (numpy/torch)."""
-    if _is_torch(x):
+    if is_torch(x):
         import torch
 
         m = torch.as_tensor(mask, dtype=torch.bool, device=x.device).unsqueeze(-1)
@@ -131,7 +127,7 @@ def _masked(x: Any, mask: Any) -> Any:
 
 
 def _like(a: np.ndarray, x: Any) -> Any:
-    if _is_torch(x):
+    if is_torch(x):
         import torch
 
         return torch.as_tensor(a, dtype=x.dtype, device=x.device)
@@ -374,7 +370,7 @@ class ParticleLevel:
         :func:`~hepvld.targets.objects.to_dressing_mass`); the identity for the defaults."""
         if all(getattr(self, k) == d for k, d in _PARAMETERISATION_DEFAULTS.items()):
             return values
-        if _is_torch(values):
+        if is_torch(values):
             raise TypeError("the particle level's forward parameterisation takes numpy arrays")
         dtype = np.result_type(values, np.float32)
         if self.neutrino != "cartesian":
@@ -694,7 +690,7 @@ class ParticleLevel:
         """
         values = _masked(values, mask)
         x = values / scale
-        if _is_torch(values):
+        if is_torch(values):
             le, lm = values[..., 3].clamp(max=LOG_E_MAX), values[..., 4].clamp(max=LOG_E_MAX)
             e, mm = le.expm1() / scale, lm.expm1() / scale
         else:
